@@ -1,0 +1,154 @@
+//! Commands: one file per subcommand, each wiring inputs → stages → render.
+//! No rules live here; shared steps (load the project, read the fleet) are
+//! the functions below.
+
+mod compile;
+mod schema;
+mod validate;
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::cli::Command;
+use crate::config::{Config, operational};
+use crate::diag::{Diagnostic, Diagnostics, FileId, SourceFile, SourceMap};
+use crate::exit::ExitStatus;
+use crate::fleet::Fleet;
+use crate::hub::snapshot;
+use crate::load;
+use crate::schema::{PolicySchema, SchemaSet};
+use crate::validate::{self as validate_stage, PolicySet};
+
+/// An operational failure: a span-less diagnostic, boxed.
+pub type Failure = Box<Diagnostic>;
+
+/// Runs one subcommand; user problems go to `diags`, the result to `out`.
+///
+/// # Errors
+/// An operational failure (a file, the fleet), as a span-less diagnostic.
+pub fn run(
+    command: &Command,
+    config: &Config,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Failure> {
+    match command {
+        Command::Validate {
+            fleet,
+            no_fleet,
+            format,
+        } => {
+            let fleet = if *no_fleet {
+                None
+            } else {
+                fleet.clone().or_else(|| config.fleet.clone())
+            };
+            validate::run(config, fleet.as_deref(), *format, sources, diags, out)
+        }
+        Command::Compile {
+            fleet,
+            device,
+            format,
+        } => {
+            let fleet = fleet
+                .clone()
+                .or_else(|| config.fleet.clone())
+                .ok_or_else(|| {
+                    operational(
+                        "no fleet to compile for".to_owned(),
+                        Some("pass `--fleet FILE`, or set `[fleet] snapshot` in twinops.toml"),
+                    )
+                })?;
+            compile::run(
+                config,
+                &fleet,
+                device.as_deref(),
+                *format,
+                sources,
+                diags,
+                out,
+            )
+        }
+        Command::Schema { name } => schema::run(name.as_deref(), out),
+    }
+}
+
+/// A loaded project: its schemas and its sound policies.
+struct Project {
+    schemas: SchemaSet,
+    policies: PolicySet,
+    documents: usize,
+}
+
+/// Reads schemas and policies, and validates them.
+fn load_project(
+    config: &Config,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+) -> Result<Project, Failure> {
+    let schema_files = match &config.schemas {
+        Some(dir) if dir.is_dir() => read(load::read_dir(&config.root, dir, &[".schema.json"]))?,
+        _ => Vec::new(),
+    };
+    let schema_ids = add_all(sources, schema_files);
+    let schema_refs: Vec<(FileId, &SourceFile)> = schema_ids
+        .iter()
+        .filter_map(|&id| sources.get(id).map(|file| (id, file)))
+        .collect();
+    let schemas = SchemaSet::build(&schema_refs, diags);
+
+    let policy_files = read(load::read_dir(
+        &config.root,
+        &config.policies,
+        &[".yaml", ".yml"],
+    ))?;
+    let policy_ids = add_all(sources, policy_files);
+    let policy_refs: Vec<(FileId, &SourceFile)> = policy_ids
+        .iter()
+        .filter_map(|&id| sources.get(id).map(|file| (id, file)))
+        .collect();
+    let policy_schema = PolicySchema::bundled()
+        .map_err(|error| Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error)))?;
+    let documents = load::documents(&policy_refs, &policy_schema, diags);
+    let count = documents.len();
+    let policies =
+        validate_stage::policies(documents, &schemas, config.unschematized, sources, diags);
+    Ok(Project {
+        schemas,
+        policies,
+        documents: count,
+    })
+}
+
+fn add_all(sources: &mut SourceMap, files: Vec<SourceFile>) -> Vec<FileId> {
+    files.into_iter().map(|file| sources.add(file)).collect()
+}
+
+fn read<T>(result: Result<T, load::LoadError>) -> Result<T, Failure> {
+    result.map_err(|error| Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error)))
+}
+
+/// Reads a fleet snapshot.
+fn read_fleet(config: &Config, path: &Path) -> Result<Fleet, Failure> {
+    let shown = load::display_path(&config.root, path);
+    snapshot::read(path, &shown).map_err(|error| {
+        let mut diagnostic = Diagnostic::from_error(&error, crate::diag::Severity::Error);
+        if let crate::hub::HubError::InvalidSnapshot { lines, .. } = &error {
+            let listed: Vec<String> = lines.iter().map(ToString::to_string).collect();
+            diagnostic.message = format!("{}\n  {}", diagnostic.message, listed.join("\n  "));
+        }
+        Failure::new(diagnostic)
+    })
+}
+
+/// Writes to stdout, turning an I/O failure into an operational diagnostic;
+/// a reader that went away (`| head`) is not a failure.
+fn written(result: std::io::Result<()>) -> Result<(), Failure> {
+    match result {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::new(operational(format!("cannot write output: {error}"), None)))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,219 @@
+//! IoT Hub's twin rules, applied to every compiled desired section whatever
+//! its schema (`reference/iothub-rest-api.md` §5.5).
+
+use serde_json::Value;
+
+use crate::load::join_pointer;
+
+/// Deepest nesting of objects below `desired`.
+pub const MAX_DEPTH: usize = 10;
+/// Largest desired section, by IoT Hub's size formula.
+pub const MAX_DESIRED_BYTES: usize = 32 * 1024;
+/// Longest string value.
+pub const MAX_STRING_BYTES: usize = 4 * 1024;
+/// Longest key.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Integers IoT Hub accepts: ±2^52.
+pub const MAX_SAFE_INTEGER: i64 = 4_503_599_627_370_495;
+
+/// One broken limit: where, what, and what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitProblem {
+    /// Pointer below desired.
+    pub pointer: String,
+    /// What is wrong, lowercase.
+    pub reason: String,
+    /// What to do.
+    pub help: Option<String>,
+}
+
+/// Every limit `desired` breaks, in pointer order.
+#[must_use]
+pub fn check(desired: &serde_json::Map<String, Value>) -> Vec<LimitProblem> {
+    let mut problems = Vec::new();
+    let mut size = 0;
+    for (key, value) in desired {
+        walk(
+            key,
+            value,
+            &join_pointer("", key),
+            1,
+            &mut size,
+            &mut problems,
+        );
+    }
+    if size > MAX_DESIRED_BYTES {
+        problems.push(LimitProblem {
+            pointer: String::new(),
+            reason: format!(
+                "desired properties take {size} bytes, over IoT Hub's limit of {MAX_DESIRED_BYTES}"
+            ),
+            help: Some("split the configuration or shorten its values".to_owned()),
+        });
+    }
+    problems
+}
+
+fn walk(
+    key: &str,
+    value: &Value,
+    pointer: &str,
+    depth: usize,
+    size: &mut usize,
+    problems: &mut Vec<LimitProblem>,
+) {
+    let mut flag = |reason: String, help: &str| {
+        problems.push(LimitProblem {
+            pointer: pointer.to_owned(),
+            reason,
+            help: Some(help.to_owned()),
+        });
+    };
+    if let Some(bad) = key
+        .chars()
+        .find(|ch| ch.is_control() || matches!(ch, '.' | '$' | ' '))
+    {
+        flag(
+            format!("key `{key}` contains {}", describe_char(bad)),
+            "twin keys may not contain `.`, `$`, spaces or control characters",
+        );
+    }
+    if key.len() > MAX_KEY_BYTES {
+        flag(
+            format!(
+                "key is {} bytes, over IoT Hub's limit of {MAX_KEY_BYTES}",
+                key.len()
+            ),
+            "shorten the key",
+        );
+    }
+    if depth > MAX_DEPTH {
+        flag(
+            format!("nesting is deeper than IoT Hub's limit of {MAX_DEPTH} levels"),
+            "flatten the desired properties",
+        );
+        return;
+    }
+    *size += counted_chars(key);
+    match value {
+        Value::Object(map) => {
+            for (child_key, child) in map {
+                walk(
+                    child_key,
+                    child,
+                    &join_pointer(pointer, child_key),
+                    depth + 1,
+                    size,
+                    problems,
+                );
+            }
+        }
+        Value::Array(items) => {
+            for (at, item) in items.iter().enumerate() {
+                let item_pointer = format!("{pointer}/{at}");
+                if item.is_null() {
+                    problems.push(LimitProblem {
+                        pointer: item_pointer,
+                        reason: "a list holds null, which IoT Hub rejects".to_owned(),
+                        help: Some("remove the null from the list".to_owned()),
+                    });
+                } else {
+                    let mut nested = Vec::new();
+                    walk("", item, &item_pointer, depth + 1, size, &mut nested);
+                    problems.extend(nested);
+                }
+            }
+        }
+        Value::String(text) => {
+            if text.len() > MAX_STRING_BYTES {
+                flag(
+                    format!(
+                        "string is {} bytes, over IoT Hub's limit of {MAX_STRING_BYTES}",
+                        text.len()
+                    ),
+                    "shorten the value",
+                );
+            }
+            *size += counted_chars(text);
+        }
+        Value::Number(number) => {
+            if number
+                .as_i64()
+                .is_some_and(|n| !(-MAX_SAFE_INTEGER - 1..=MAX_SAFE_INTEGER).contains(&n))
+                || number
+                    .as_u64()
+                    .is_some_and(|n| n > MAX_SAFE_INTEGER.unsigned_abs())
+            {
+                flag(
+                    format!("integer `{number}` is outside IoT Hub's range of ±2^52"),
+                    "use a smaller number, or a string",
+                );
+            }
+            *size += 8;
+        }
+        Value::Bool(_) => *size += 4,
+        Value::Null => {}
+    }
+}
+
+/// IoT Hub counts UTF-8 characters, control characters excluded.
+fn counted_chars(text: &str) -> usize {
+    text.chars().filter(|ch| !ch.is_control()).count()
+}
+
+fn describe_char(ch: char) -> String {
+    match ch {
+        ' ' => "a space".to_owned(),
+        '.' | '$' => format!("`{ch}`"),
+        other => format!("control character U+{:04X}", u32::from(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::check;
+
+    #[test]
+    fn flags_keys_depth_nulls_sizes_and_integers() {
+        let mut deep = json!("leaf");
+        for _ in 0..11 {
+            deep = json!({ "d": deep });
+        }
+        let desired = json!({
+            "a.b": 1,
+            "$x": 1,
+            "list": [1, null],
+            "big": 4_503_599_627_370_496_i64,
+            "text": "x".repeat(5000),
+            "deep": deep,
+        });
+        let problems = check(desired.as_object().unwrap());
+        let pointers: Vec<_> = problems.iter().map(|p| p.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            [
+                "/$x",
+                "/a.b",
+                "/big",
+                "/deep/d/d/d/d/d/d/d/d/d/d",
+                "/list/1",
+                "/text"
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_size_as_iot_hub_does() {
+        let desired = json!({ "k": "x".repeat(4000), "l": "y".repeat(4000) });
+        assert!(check(desired.as_object().unwrap()).is_empty());
+        let mut big = serde_json::Map::new();
+        for i in 0..9 {
+            big.insert(format!("k{i}"), json!("z".repeat(4000)));
+        }
+        let problems = check(&big);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].reason.contains("over IoT Hub's limit of 32768"));
+    }
+}

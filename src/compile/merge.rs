@@ -1,0 +1,253 @@
+//! Layering: the leaves of the policies that target one twin, merged in
+//! ascending priority. Objects merge recursively, scalars and arrays replace;
+//! every leaf remembers who set it and whom it overrode; two policies of one
+//! priority that disagree on a leaf (or on whether it is a leaf) conflict.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::load::pointer_keys;
+use crate::validate::{Leaf, PolicyId, PolicySet, flatten};
+
+/// Who set a leaf.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Setter {
+    /// A policy.
+    Policy(PolicyId),
+    /// The default of the named schema (write mode `whole`).
+    Default(String),
+}
+
+/// Where a compiled leaf came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// Who set the value.
+    pub setter: Setter,
+    /// Lower-priority policies whose value here it replaced, nearest first.
+    pub overrode: Vec<PolicyId>,
+}
+
+/// One compiled leaf.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The value.
+    pub value: Value,
+    /// Its provenance.
+    pub origin: Origin,
+}
+
+/// Two policies of one priority disagreeing about a leaf.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Conflict {
+    /// The policy seen first (lower id).
+    pub first: PolicyId,
+    /// The other.
+    pub second: PolicyId,
+    /// The leaf, relative to desired (the shorter pointer for a shape clash).
+    pub pointer: String,
+    /// The second policy's leaf, where it differs from `pointer`.
+    pub second_pointer: String,
+}
+
+/// Merges the policies `ids` (sorted by priority) into leaves by pointer.
+#[must_use]
+pub fn layer(policies: &PolicySet, ids: &[PolicyId]) -> (BTreeMap<String, Entry>, Vec<Conflict>) {
+    let mut result: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut conflicts = Vec::new();
+    let mut rest = ids;
+    while let Some(&first) = rest.first() {
+        let priority = policies.get(first).map_or(0, |p| p.priority);
+        let level_len = rest
+            .iter()
+            .take_while(|&&id| policies.get(id).map_or(0, |p| p.priority) == priority)
+            .count();
+        let (level, tail) = rest.split_at(level_len);
+        rest = tail;
+        let leaves = level_leaves(policies, level, &mut conflicts);
+        for (pointer, (value, setter)) in leaves {
+            let mut overrode = Vec::new();
+            for replaced in take_overlapping(&mut result, &pointer) {
+                if let Setter::Policy(id) = replaced.origin.setter {
+                    overrode.push(id);
+                }
+                overrode.extend(replaced.origin.overrode);
+            }
+            dedup_keep_order(&mut overrode);
+            result.insert(
+                pointer,
+                Entry {
+                    value,
+                    origin: Origin {
+                        setter: Setter::Policy(setter),
+                        overrode,
+                    },
+                },
+            );
+        }
+    }
+    conflicts.sort();
+    conflicts.dedup();
+    (result, conflicts)
+}
+
+/// The leaves one priority level sets, with same-level conflicts recorded.
+fn level_leaves(
+    policies: &PolicySet,
+    level: &[PolicyId],
+    conflicts: &mut Vec<Conflict>,
+) -> BTreeMap<String, (Value, PolicyId)> {
+    let mut leaves: BTreeMap<String, (Value, PolicyId)> = BTreeMap::new();
+    for &id in level {
+        let Some(policy) = policies.get(id) else {
+            continue;
+        };
+        for Leaf { pointer, value } in &policy.leaves {
+            if let Some((existing, owner)) = leaves.get(pointer) {
+                if existing != value && *owner != id {
+                    conflicts.push(Conflict {
+                        first: *owner,
+                        second: id,
+                        pointer: pointer.clone(),
+                        second_pointer: pointer.clone(),
+                    });
+                }
+                continue;
+            }
+            let clash = ancestors(pointer)
+                .find_map(|ancestor| {
+                    leaves
+                        .get(ancestor)
+                        .map(|(_, owner)| (ancestor.to_owned(), *owner))
+                })
+                .or_else(|| {
+                    descendants(&leaves, pointer)
+                        .next()
+                        .map(|(other, (_, owner))| (other.clone(), *owner))
+                });
+            if let Some((other_pointer, owner)) = clash {
+                if owner != id {
+                    conflicts.push(Conflict {
+                        first: owner,
+                        second: id,
+                        pointer: other_pointer,
+                        second_pointer: pointer.clone(),
+                    });
+                    continue;
+                }
+            }
+            leaves.insert(pointer.clone(), (value.clone(), id));
+        }
+    }
+    leaves
+}
+
+/// Removes and returns the entries at `pointer`, above it, or below it.
+fn take_overlapping(result: &mut BTreeMap<String, Entry>, pointer: &str) -> Vec<Entry> {
+    let mut keys: Vec<String> = ancestors(pointer)
+        .chain(std::iter::once(pointer))
+        .filter(|key| result.contains_key(*key))
+        .map(str::to_owned)
+        .collect();
+    keys.extend(descendants(result, pointer).map(|(key, _)| key.clone()));
+    keys.into_iter()
+        .filter_map(|key| result.remove(&key))
+        .collect()
+}
+
+/// The proper ancestors of a pointer, nearest last: `/a/b/c` → `/a`, `/a/b`.
+fn ancestors(pointer: &str) -> impl Iterator<Item = &str> {
+    pointer
+        .match_indices('/')
+        .skip(1)
+        .map(move |(at, _)| pointer.get(..at).unwrap_or_default())
+}
+
+/// The entries strictly below `pointer`.
+fn descendants<'m, V>(
+    map: &'m BTreeMap<String, V>,
+    pointer: &str,
+) -> impl Iterator<Item = (&'m String, &'m V)> {
+    let prefix = format!("{pointer}/");
+    map.range(prefix.clone()..)
+        .take_while(move |(key, _)| key.starts_with(&prefix))
+}
+
+fn dedup_keep_order(ids: &mut Vec<PolicyId>) {
+    let mut seen = std::collections::BTreeSet::new();
+    ids.retain(|id| seen.insert(*id));
+}
+
+/// Adds the leaves of `defaults` (top-level keys of the object at `base`)
+/// that no policy set, attributed to `schema`.
+pub fn fill_defaults(
+    result: &mut BTreeMap<String, Entry>,
+    base: &str,
+    defaults: &Map<String, Value>,
+    schema: &str,
+) {
+    for (key, default) in defaults {
+        let pointer = crate::load::join_pointer(base, key);
+        if result.contains_key(&pointer) || descendants(result, &pointer).next().is_some() {
+            continue;
+        }
+        let mut leaves = Vec::new();
+        flatten(default, pointer, &mut leaves);
+        for leaf in leaves {
+            result.insert(
+                leaf.pointer,
+                Entry {
+                    value: leaf.value,
+                    origin: Origin {
+                        setter: Setter::Default(schema.to_owned()),
+                        overrode: Vec::new(),
+                    },
+                },
+            );
+        }
+    }
+}
+
+/// Rebuilds the desired object from its leaves.
+#[must_use]
+pub fn tree(result: &BTreeMap<String, Entry>) -> Map<String, Value> {
+    let mut root = Value::Object(Map::new());
+    for (pointer, entry) in result {
+        let keys: Vec<String> = pointer_keys(pointer).collect();
+        let mut node = &mut root;
+        for key in keys.iter().take(keys.len().saturating_sub(1)) {
+            let Value::Object(map) = node else { break };
+            node = map
+                .entry(key.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+        }
+        if let (Value::Object(map), Some(last)) = (node, keys.last()) {
+            map.insert(last.clone(), entry.value.clone());
+        }
+    }
+    match root {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The origin that best explains `pointer`: its own leaf, else the first
+/// leaf below it, else the nearest leaf above it.
+#[must_use]
+pub fn origin_of<'r>(
+    result: &'r BTreeMap<String, Entry>,
+    pointer: &str,
+) -> Option<(&'r str, &'r Origin)> {
+    if let Some((key, entry)) = result.get_key_value(pointer) {
+        return Some((key, &entry.origin));
+    }
+    if let Some((key, entry)) = descendants(result, pointer).next() {
+        return Some((key, &entry.origin));
+    }
+    ancestors(pointer)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .find_map(|ancestor| result.get_key_value(ancestor))
+        .map(|(key, entry)| (key.as_str(), &entry.origin))
+}

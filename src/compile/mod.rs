@@ -1,0 +1,468 @@
+//! Compile: [`PolicySet`] × [`Fleet`] → [`DesiredFleet`].
+//!
+//! For each device, the policies whose target matches; per twin (device twin
+//! or module twin) their desired leaves merged in ascending priority
+//! ([`merge`]); `write: whole` objects completed with schema defaults; the
+//! merged value validated against its schema, its cross-field rules and IoT
+//! Hub's twin limits. Devices that match the same policies share one
+//! [`Configuration`], computed once. Errors about a merged value point at the
+//! policy leaves that produced it, name one affected device and count the
+//! rest. Pure.
+
+mod err;
+pub mod limits;
+pub mod merge;
+
+pub use err::CompileError;
+pub use merge::{Origin, Setter};
+
+use std::collections::{BTreeMap, HashMap};
+
+use rayon::prelude::*;
+use serde_json::{Map, Value};
+
+use crate::diag::{Diagnostic, Diagnostics, Severity, Span};
+use crate::fleet::{Device, Fleet};
+use crate::load::join_pointer;
+use crate::schema::{Completeness, Rule, SchemaSet, Violation, WriteMode};
+use crate::validate::{PolicyId, PolicySet};
+
+use merge::{Conflict, Entry};
+
+/// One distinct compiled result for one twin, shared by every twin whose
+/// device matches the same policies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Configuration {
+    /// The module twin; `None` for the device twin.
+    pub module: Option<String>,
+    /// The policies merged into it, by ascending priority.
+    pub policies: Vec<PolicyId>,
+    /// The desired properties twinops manages, as they should be.
+    pub desired: Map<String, Value>,
+    /// Per leaf (pointer below desired): who set it and whom it overrode.
+    pub provenance: BTreeMap<String, Origin>,
+    /// Whether a contributing policy asks for missing modules to be created.
+    pub create_modules: bool,
+}
+
+/// One twin a policy targets, and its configuration.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TwinTarget {
+    /// The device.
+    pub device_id: String,
+    /// The module; `None` for the device twin.
+    pub module_id: Option<String>,
+    /// Index into [`DesiredFleet::configurations`].
+    pub configuration: usize,
+    /// Whether the device lacks this module twin.
+    pub module_missing: bool,
+}
+
+/// The desired state of every targeted twin.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DesiredFleet {
+    /// Distinct configurations.
+    pub configurations: Vec<Configuration>,
+    /// Targeted twins, sorted by device then module.
+    pub twins: Vec<TwinTarget>,
+}
+
+impl DesiredFleet {
+    /// The configuration of a twin.
+    #[must_use]
+    pub fn configuration(&self, twin: &TwinTarget) -> Option<&Configuration> {
+        self.configurations.get(twin.configuration)
+    }
+}
+
+/// Compiles the desired state of every twin of `fleet`; problems go to `diags`.
+#[must_use]
+pub fn fleet(
+    policies: &PolicySet,
+    schemas: &SchemaSet,
+    fleet: &Fleet,
+    diags: &mut Diagnostics,
+) -> DesiredFleet {
+    let matched: Vec<Vec<PolicyId>> = fleet
+        .devices
+        .par_iter()
+        .map(|device| {
+            policies
+                .policies
+                .iter()
+                .enumerate()
+                .filter(|(_, policy)| policy.target.condition.matches(&device.twin.json))
+                .map(|(id, _)| id)
+                .collect()
+        })
+        .collect();
+
+    // Devices that match the same policies share their configurations: split
+    // each distinct set by twin once, compile each distinct (twin, policies) once.
+    let mut per_twin: BTreeMap<(Option<String>, Vec<PolicyId>), Vec<usize>> = BTreeMap::new();
+    let mut by_set: HashMap<&[PolicyId], Vec<TwinPolicies>> = HashMap::new();
+    for (device, ids) in matched.iter().enumerate() {
+        let split = by_set
+            .entry(ids.as_slice())
+            .or_insert_with(|| split_by_twin(policies, ids));
+        for key in split.iter() {
+            per_twin.entry(key.clone()).or_default().push(device);
+        }
+    }
+
+    let compiled: Vec<Compiled> = per_twin
+        .par_iter()
+        .map(|((module, ids), _)| configure(policies, schemas, module.as_deref(), ids))
+        .collect();
+
+    // One diagnostic per problem, however many configurations share it: it
+    // names the first affected device and counts the others.
+    let mut reported: BTreeMap<String, (&Problem, &TwinPolicies, Vec<&str>)> = BTreeMap::new();
+    for ((twin, devices), compiled) in per_twin.iter().zip(&compiled) {
+        for problem in &compiled.problems {
+            let key = format!("{:?}", problem.diagnostic(&occurrence(policies, twin, &[])));
+            let entry = reported.entry(key).or_insert_with(|| (problem, twin, Vec::new()));
+            entry
+                .2
+                .extend(devices.iter().filter_map(|&at| fleet.devices.get(at).map(Device::id)));
+        }
+    }
+    for (problem, twin, mut devices) in reported.into_values() {
+        devices.sort_unstable();
+        devices.dedup();
+        diags.push(problem.diagnostic(&occurrence(policies, twin, &devices)));
+    }
+
+    let mut desired = DesiredFleet::default();
+    for (index, (((module, _), devices), compiled)) in per_twin.iter().zip(compiled).enumerate() {
+        for &at in devices {
+            let Some(device) = fleet.devices.get(at) else {
+                continue;
+            };
+            desired.twins.push(TwinTarget {
+                device_id: device.id().to_owned(),
+                module_id: module.clone(),
+                configuration: index,
+                module_missing: module
+                    .as_ref()
+                    .is_some_and(|module| !device.modules.contains_key(module)),
+            });
+        }
+        desired.configurations.push(compiled.configuration);
+    }
+    desired.twins.sort();
+    desired
+}
+
+/// The policies of one matched set, grouped by the twin they configure.
+/// A twin (module id, `None` for the device twin) and the policies for it.
+type TwinPolicies = (Option<String>, Vec<PolicyId>);
+
+fn split_by_twin(policies: &PolicySet, ids: &[PolicyId]) -> Vec<TwinPolicies> {
+    let mut groups: BTreeMap<Option<String>, Vec<PolicyId>> = BTreeMap::new();
+    for &id in ids {
+        if let Some(policy) = policies.get(id) {
+            groups.entry(policy.module.clone()).or_default().push(id);
+        }
+    }
+    groups.into_iter().collect()
+}
+
+struct Compiled {
+    configuration: Configuration,
+    problems: Vec<Problem>,
+}
+
+/// A problem of one configuration, before it is tied to devices.
+enum Problem {
+    Conflict(Conflict),
+    Violation {
+        violation: Violation,
+        origin: Option<(String, Origin)>,
+    },
+    Rule {
+        rule: Rule,
+        left: Option<(String, Origin, Value)>,
+        right: Option<(String, Origin, Value)>,
+    },
+    Limit {
+        problem: limits::LimitProblem,
+        origin: Option<(String, Origin)>,
+    },
+}
+
+/// Merges, completes and checks one twin's configuration.
+fn configure(
+    policies: &PolicySet,
+    schemas: &SchemaSet,
+    module: Option<&str>,
+    ids: &[PolicyId],
+) -> Compiled {
+    let (mut result, conflicts) = merge::layer(policies, ids);
+    let mut problems: Vec<Problem> = conflicts.into_iter().map(Problem::Conflict).collect();
+    let properties: Vec<String> = {
+        let mut names: Vec<String> = result
+            .keys()
+            .filter_map(|pointer| crate::load::pointer_keys(pointer).next())
+            .collect();
+        names.dedup();
+        names
+    };
+    let mut flat_schema = None;
+    for property in &properties {
+        match schemas.governing(module, property) {
+            Some(schema) if schema.property.is_none() => flat_schema = Some(schema),
+            Some(schema) if schema.write == WriteMode::Whole => {
+                merge::fill_defaults(
+                    &mut result,
+                    &join_pointer("", property),
+                    &schema.defaults(),
+                    &schema.name,
+                );
+            }
+            _ => {}
+        }
+    }
+    let desired = merge::tree(&result);
+    let explain = |pointer: &str| {
+        merge::origin_of(&result, pointer).map(|(at, origin)| (at.to_owned(), origin.clone()))
+    };
+    let mut check = |base: String, schema: &crate::schema::TwinSchema, value: &Value| {
+        for mut violation in schema.violations(value, Completeness::Whole) {
+            violation.pointer = format!("{base}{}", violation.pointer);
+            let origin = explain(&violation.pointer);
+            problems.push(Problem::Violation { violation, origin });
+        }
+        for rule in &schema.rules {
+            if rule.is_broken(value) {
+                let side = |pointer: &str| {
+                    let full = format!("{base}{pointer}");
+                    let value = value.pointer(pointer).cloned().unwrap_or(Value::Null);
+                    explain(&full).map(|(at, origin)| (at, origin, value))
+                };
+                problems.push(Problem::Rule {
+                    rule: rule.clone(),
+                    left: side(&rule.left),
+                    right: rule.right.as_deref().and_then(side),
+                });
+            }
+        }
+    };
+    for (property, value) in &desired {
+        if let Some(schema) = schemas
+            .governing(module, property)
+            .filter(|s| s.property.is_some())
+        {
+            check(join_pointer("", property), schema, value);
+        }
+    }
+    if let Some(schema) = flat_schema {
+        check(String::new(), schema, &Value::Object(desired.clone()));
+    }
+    for problem in limits::check(&desired) {
+        let origin = explain(&problem.pointer);
+        problems.push(Problem::Limit { problem, origin });
+    }
+    let create_modules = ids
+        .iter()
+        .filter_map(|&id| policies.get(id))
+        .any(|policy| policy.create_modules);
+    Compiled {
+        configuration: Configuration {
+            module: module.map(str::to_owned),
+            policies: ids.to_vec(),
+            provenance: result
+                .into_iter()
+                .map(|(pointer, Entry { origin, .. })| (pointer, origin))
+                .collect(),
+            desired,
+            create_modules,
+        },
+        problems,
+    }
+}
+
+/// Where a problem occurs: the twin's policies and the affected devices.
+struct Occurrence<'a> {
+    policies: &'a PolicySet,
+    module: Option<&'a str>,
+    contributors: &'a [PolicyId],
+    devices: &'a [&'a str],
+}
+
+fn occurrence<'a>(policies: &'a PolicySet, twin: &'a TwinPolicies, devices: &'a [&'a str]) -> Occurrence<'a> {
+    Occurrence {
+        policies,
+        module: twin.0.as_deref(),
+        contributors: &twin.1,
+        devices,
+    }
+}
+
+/// A leaf's pointer and origin, as problems carry them.
+type Explained = (String, Origin);
+
+impl Occurrence<'_> {
+    fn device(&self) -> &str {
+        self.devices.first().copied().unwrap_or_default()
+    }
+
+    fn others(&self) -> usize {
+        self.devices.len().saturating_sub(1)
+    }
+
+    /// ``device `d` (and N other devices), module `m` ``.
+    fn twin(&self) -> String {
+        let also = match self.others() {
+            0 => String::new(),
+            1 => " (and 1 other device)".to_owned(),
+            n => format!(" (and {n} other devices)"),
+        };
+        match self.module {
+            Some(module) => format!("device `{}`{also}, module `{module}`", self.device()),
+            None => format!("device `{}`{also}, device twin", self.device()),
+        }
+    }
+
+    fn name(&self, id: PolicyId) -> &str {
+        self.policies.get(id).map_or("?", |p| p.name.as_str())
+    }
+
+    /// The policy leaf behind a value, with a label naming the policy.
+    fn leaf(&self, origin: Option<&Explained>) -> Option<(Span, String)> {
+        let (pointer, origin) = origin?;
+        let Setter::Policy(id) = origin.setter else {
+            return None;
+        };
+        let policy = self.policies.get(id)?;
+        Some((policy.leaf_span(pointer), format!("set by policy `{}`", policy.name)))
+    }
+
+    /// Where to point when no policy leaf explains a value: the `desired`
+    /// key of the highest-priority contributing policy.
+    fn fallback(&self) -> Option<Span> {
+        self.contributors
+            .last()
+            .and_then(|&id| self.policies.get(id))
+            .map(|policy| policy.document.spans.locate_key("/desired"))
+    }
+
+    /// Places a merged-value diagnostic at the leaf that set the value, else
+    /// at a contributing policy.
+    fn place(&self, diagnostic: Diagnostic, origin: Option<&Explained>) -> Diagnostic {
+        if let Some((span, label)) = self.leaf(origin) {
+            return diagnostic.at(span, label);
+        }
+        let Some(span) = self.fallback() else {
+            return diagnostic;
+        };
+        let label = match origin {
+            Some((_, Origin { setter: Setter::Default(schema), .. })) => {
+                format!("merged here, with defaults from schema `{schema}`")
+            }
+            _ => "merged here".to_owned(),
+        };
+        diagnostic.at(span, label)
+    }
+
+    fn conflict(&self, conflict: &Conflict) -> Diagnostic {
+        let (first, second) = (self.policies.get(conflict.first), self.policies.get(conflict.second));
+        let help = format!(
+            "give one of the two policies a higher priority, or narrow their targets so that no \
+             device matches both{}",
+            match self.others() {
+                0 => String::new(),
+                n => format!("; {n} other device(s) are affected too"),
+            }
+        );
+        let mut diagnostic = Diagnostic::from_error(
+            &CompileError::Conflict {
+                first: self.name(conflict.first).to_owned(),
+                second: self.name(conflict.second).to_owned(),
+                priority: first.map_or(0, |p| p.priority),
+                path: conflict.pointer.clone(),
+                device: self.device().to_owned(),
+                help,
+            },
+            Severity::Error,
+        );
+        if let Some(first) = first {
+            diagnostic = diagnostic.at(
+                first.leaf_span(&conflict.pointer),
+                format!("`{}` sets it here", first.name),
+            );
+        }
+        if let Some(second) = second {
+            diagnostic = diagnostic.with_related(
+                second.leaf_span(&conflict.second_pointer),
+                format!("`{}` sets it here", second.name),
+            );
+        }
+        diagnostic
+    }
+
+    fn rule(&self, rule: &Rule, sides: [Option<&(String, Origin, Value)>; 2]) -> Diagnostic {
+        let mut diagnostic = Diagnostic::from_error(
+            &CompileError::Rule {
+                twin: self.twin(),
+                message: rule.message.clone(),
+                help: rule.help.clone(),
+            },
+            rule.severity,
+        );
+        diagnostic.code = format!("twinops::rule::{}", rule.id);
+        let mut located = sides.into_iter().flatten().filter_map(|(pointer, origin, value)| {
+            let shown = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let by = match &origin.setter {
+                Setter::Policy(id) => format!("policy `{}`", self.name(*id)),
+                Setter::Default(schema) => format!("the default of schema `{schema}`"),
+            };
+            let explained = (pointer.clone(), origin.clone());
+            self.leaf(Some(&explained))
+                .map(|(span, _)| (span, format!("`{shown}` from {by}")))
+        });
+        if let Some((span, label)) = located.next() {
+            diagnostic = diagnostic.at(span, label);
+            for (span, label) in located {
+                diagnostic = diagnostic.with_related(span, label);
+            }
+        } else if let Some(span) = self.fallback() {
+            diagnostic = diagnostic.at(span, "merged here");
+        }
+        diagnostic
+    }
+}
+
+impl Problem {
+    fn diagnostic(&self, at: &Occurrence<'_>) -> Diagnostic {
+        match self {
+            Problem::Conflict(conflict) => at.conflict(conflict),
+            Problem::Violation { violation, origin } => at.place(
+                Diagnostic::from_error(
+                    &CompileError::MergedValue {
+                        twin: at.twin(),
+                        reason: violation.error.to_string(),
+                        help: violation.help.clone(),
+                    },
+                    Severity::Error,
+                ),
+                origin.as_ref(),
+            ),
+            Problem::Rule { rule, left, right } => at.rule(rule, [left.as_ref(), right.as_ref()]),
+            Problem::Limit { problem, origin } => at.place(
+                Diagnostic::from_error(
+                    &CompileError::TwinLimit {
+                        twin: at.twin(),
+                        reason: problem.reason.clone(),
+                        help: problem.help.clone(),
+                    },
+                    Severity::Error,
+                ),
+                origin.as_ref(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Fleet snapshots: NDJSON, one twin per line, in IoT Hub's twin JSON shape.
+//!
+//! Reading is all or nothing: a snapshot with any bad line yields an error
+//! naming the first bad lines, and no fleet.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::fleet::{Device, Fleet, Twin};
+use crate::hub::err::{HubError, SnapshotLineError};
+
+/// How many bad lines an error lists.
+const LISTED_ERRORS: usize = 20;
+
+/// One line's twin, keyed by device and (for a module twin) module id.
+type Keyed = ((String, Option<String>), Twin);
+
+/// Parses snapshot `text` (from the file shown as `path`).
+///
+/// # Errors
+/// [`HubError::InvalidSnapshot`] listing the first bad lines: not JSON, not
+/// an object, no string `deviceId`, a twin given twice, a module twin whose
+/// device twin is absent.
+pub fn parse(path: &str, text: &str) -> Result<Fleet, HubError> {
+    let mut errors = Vec::new();
+    let mut twins: BTreeMap<(String, Option<String>), (usize, Twin)> = BTreeMap::new();
+    let line_error = |line: usize, reason: String| SnapshotLineError {
+        path: path.to_owned(),
+        line,
+        reason,
+    };
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(line) {
+            Ok((key, twin)) => {
+                if let Some((first, _)) = twins.get(&key) {
+                    let name = twin_name(&key);
+                    errors.push(line_error(number, format!("twin `{name}` already given on line {first}")));
+                } else {
+                    twins.insert(key, (number, twin));
+                }
+            }
+            Err(reason) => errors.push(line_error(number, reason)),
+        }
+    }
+    let mut devices: BTreeMap<String, Device> = BTreeMap::new();
+    // Device twins sort before their module twins (`None` < `Some`).
+    for ((device_id, module_id), (number, twin)) in twins {
+        match (module_id, devices.get_mut(&device_id)) {
+            (None, _) => {
+                devices.insert(device_id, Device { twin, modules: BTreeMap::new() });
+            }
+            (Some(module_id), Some(device)) => {
+                device.modules.insert(module_id, twin);
+            }
+            (Some(module_id), None) => errors.push(line_error(
+                number,
+                format!("module twin `{device_id}/{module_id}` has no device twin `{device_id}` in the snapshot"),
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|error| error.line);
+        let count = errors.len();
+        errors.truncate(LISTED_ERRORS);
+        return Err(HubError::InvalidSnapshot {
+            path: path.to_owned(),
+            count,
+            lines: errors,
+        });
+    }
+    Ok(Fleet {
+        devices: devices.into_values().collect(),
+    })
+}
+
+fn twin_name((device_id, module_id): &(String, Option<String>)) -> String {
+    match module_id {
+        Some(module_id) => format!("{device_id}/{module_id}"),
+        None => device_id.clone(),
+    }
+}
+
+/// One line → its twin, or what is wrong with it.
+fn parse_line(line: &str) -> Result<Keyed, String> {
+    let json: Value = serde_json::from_str(line).map_err(|error| format!("not valid JSON: {error}"))?;
+    let device_id = json
+        .get("deviceId")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| "twin has no string `deviceId`".to_owned())?;
+    if !json.get("properties").is_none_or(Value::is_object)
+        || !json.get("tags").is_none_or(|tags| tags.is_object() || tags.is_null())
+    {
+        return Err(format!("twin `{device_id}`: `properties` and `tags` must be objects"));
+    }
+    let module_id = match json.get("moduleId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(module_id)) => Some(module_id.clone()),
+        Some(_) => return Err(format!("twin `{device_id}`: `moduleId` must be a string")),
+    };
+    let twin = Twin {
+        device_id: device_id.clone(),
+        module_id: module_id.clone(),
+        json,
+    };
+    Ok(((device_id, module_id), twin))
+}
+
+/// Reads and parses the snapshot at `path`, shown as `shown`.
+///
+/// # Errors
+/// When the file cannot be read or any line is bad.
+pub fn read(path: &std::path::Path, shown: &str) -> Result<Fleet, HubError> {
+    let bytes = std::fs::read(path).map_err(|error| HubError::Io {
+        path: shown.to_owned(),
+        reason: error.to_string(),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|error| HubError::Io {
+        path: shown.to_owned(),
+        reason: format!(
+            "not UTF-8 (first bad byte at offset {})",
+            error.utf8_error().valid_up_to()
+        ),
+    })?;
+    parse(shown, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+    use crate::hub::HubError;
+
+    #[test]
+    fn reads_devices_and_modules_in_any_order() {
+        let text = r#"{"deviceId":"b","moduleId":"m","properties":{"desired":{}}}
+{"deviceId":"b"}
+
+{"deviceId":"a","tags":{"x":1}}
+"#;
+        let fleet = parse("s.ndjson", text).unwrap();
+        let ids: Vec<_> = fleet.devices.iter().map(|d| d.id().to_owned()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(fleet.device("b").unwrap().modules.contains_key("m"));
+    }
+
+    #[test]
+    fn every_bad_line_is_reported_with_its_number() {
+        let text = "{\"deviceId\":\"a\"}\nnot json\n{\"x\":1}\n{\"deviceId\":\"a\"}\n{\"deviceId\":\"z\",\"moduleId\":\"m\"}\n";
+        let Err(HubError::InvalidSnapshot { count, lines, .. }) = parse("s.ndjson", text) else {
+            panic!("expected an invalid snapshot");
+        };
+        assert_eq!(count, 4);
+        let numbers: Vec<_> = lines.iter().map(|l| l.line).collect();
+        assert_eq!(numbers, [2, 3, 4, 5]);
+        assert!(lines[2].reason.contains("already given on line 1"), "{lines:?}");
+    }
+}

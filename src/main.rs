@@ -1,0 +1,53 @@
+//! The `twinops` binary: parse flags, resolve the config, run, render the
+//! diagnostics once, exit.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use twinops::cli::Cli;
+use twinops::config::{Config, ConfigFailure};
+use twinops::diag::{Diagnostics, SourceMap};
+use twinops::exit::ExitStatus;
+use twinops::{command, render};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut sources = SourceMap::new();
+    let mut diags = Diagnostics::new();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let (status, config) = match Config::resolve(&cli, &cwd) {
+        Ok(config) => {
+            let mut stdout = std::io::stdout().lock();
+            let status = command::run(&cli.command, &config, &mut sources, &mut diags, &mut stdout)
+                .unwrap_or_else(|failure| {
+                    diags.push(*failure);
+                    ExitStatus::OperationalError
+                });
+            (status, Some(config))
+        }
+        Err(ConfigFailure::Operational(failure)) => {
+            diags.push(*failure);
+            (ExitStatus::OperationalError, None)
+        }
+        Err(ConfigFailure::Invalid(invalid)) => {
+            let (failure, config_sources) = *invalid;
+            sources = config_sources;
+            diags.push(failure);
+            (ExitStatus::InvalidPolicies, None)
+        }
+    };
+    let error_format = config.as_ref().map_or(cli.error_format, |c| c.error_format);
+    let color = config.as_ref().is_some_and(|c| c.color_stderr);
+    let sorted = diags.into_sorted();
+    let mut stderr = std::io::stderr().lock();
+    let rendered = match error_format {
+        twinops::cli::ErrorFormat::Human => {
+            render::diagnostics_human(&mut stderr, &sorted, &sources, color)
+        }
+        twinops::cli::ErrorFormat::Json => render::diagnostics_json(&mut stderr, &sorted, &sources),
+    };
+    if rendered.is_err() && status == ExitStatus::Success {
+        return ExitStatus::OperationalError.into();
+    }
+    status.into()
+}

@@ -1,0 +1,66 @@
+//! Render: results and diagnostics → text, JSON, SARIF. Presents, decides
+//! nothing; writes to the `Write` it is given.
+
+mod compiled;
+mod diagnostics;
+mod sarif;
+
+pub use compiled::{compiled_human, compiled_json};
+pub use diagnostics::{diagnostics_human, diagnostics_json, diagnostics_value};
+pub use sarif::sarif;
+
+use std::io::Write;
+
+/// Writes `value` as pretty JSON and a newline.
+///
+/// # Errors
+/// When writing fails.
+pub fn json(out: &mut dyn Write, value: &serde_json::Value) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}
+
+/// Sets `key` of a JSON object (no-op on other values).
+pub(crate) fn set(object: &mut serde_json::Value, key: &str, value: serde_json::Value) {
+    if let Some(map) = object.as_object_mut() {
+        map.insert(key.to_owned(), value);
+    }
+}
+
+/// `1234567` → `1,234,567`.
+#[must_use]
+pub fn thousands(number: usize) -> String {
+    let digits = number.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (at, ch) in digits.chars().enumerate() {
+        if at > 0 && (digits.len() - at) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// `1 twin` / `2 twins`.
+#[must_use]
+pub fn count(number: usize, noun: &str) -> String {
+    if number == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", thousands(number))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{count, thousands};
+
+    #[test]
+    fn numbers_read_like_a_summary_line() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1204), "1,204");
+        assert_eq!(thousands(98_796_000), "98,796,000");
+        assert_eq!(count(1, "twin"), "1 twin");
+        assert_eq!(count(1204, "twin"), "1,204 twins");
+    }
+}
