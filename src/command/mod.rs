@@ -78,7 +78,6 @@ pub fn run(
 struct Project {
     schemas: SchemaSet,
     policies: PolicySet,
-    documents: usize,
 }
 
 /// Reads schemas and policies, and validates them.
@@ -108,17 +107,13 @@ fn load_project(
         .iter()
         .filter_map(|&id| sources.get(id).map(|file| (id, file)))
         .collect();
-    let policy_schema = PolicySchema::bundled()
-        .map_err(|error| Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error)))?;
+    let policy_schema = PolicySchema::bundled().map_err(|error| {
+        Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error))
+    })?;
     let documents = load::documents(&policy_refs, &policy_schema, diags);
-    let count = documents.len();
     let policies =
         validate_stage::policies(documents, &schemas, config.unschematized, sources, diags);
-    Ok(Project {
-        schemas,
-        policies,
-        documents: count,
-    })
+    Ok(Project { schemas, policies })
 }
 
 fn add_all(sources: &mut SourceMap, files: Vec<SourceFile>) -> Vec<FileId> {
@@ -126,7 +121,8 @@ fn add_all(sources: &mut SourceMap, files: Vec<SourceFile>) -> Vec<FileId> {
 }
 
 fn read<T>(result: Result<T, load::LoadError>) -> Result<T, Failure> {
-    result.map_err(|error| Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error)))
+    result
+        .map_err(|error| Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error)))
 }
 
 /// Reads a fleet snapshot.
@@ -146,9 +142,9 @@ fn read_fleet(config: &Config, path: &Path) -> Result<Fleet, Failure> {
 /// a reader that went away (`| head`) is not a failure.
 fn written(result: std::io::Result<()>) -> Result<(), Failure> {
     match result {
-        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Failure::new(operational(format!("cannot write output: {error}"), None)))
-        }
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::new(
+            operational(format!("cannot write output: {error}"), None),
+        )),
         _ => Ok(()),
     }
 }

@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use crate::config::operational;
 use crate::command::{Failure, written};
+use crate::config::operational;
 use crate::diag::did_you_mean;
 use crate::exit::ExitStatus;
 use crate::schema::BUNDLED;

@@ -56,10 +56,9 @@ pub(super) fn run(
                 )
             } else {
                 format!(
-                    "Invalid: {}, {} in {}",
+                    "Invalid: {}, {}",
                     render::count(diags.count(Severity::Error), "error"),
-                    render::count(diags.count(Severity::Warning), "warning"),
-                    render::count(project.documents, "valid document")
+                    render::count(diags.count(Severity::Warning), "warning")
                 )
             };
             written(writeln!(out, "{verdict}."))?;

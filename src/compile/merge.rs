@@ -46,7 +46,9 @@ pub struct Conflict {
     pub second: PolicyId,
     /// The leaf, relative to desired (the shorter pointer for a shape clash).
     pub pointer: String,
-    /// The second policy's leaf, where it differs from `pointer`.
+    /// The first policy's leaf.
+    pub first_pointer: String,
+    /// The second policy's leaf.
     pub second_pointer: String,
 }
 
@@ -109,6 +111,7 @@ fn level_leaves(
                         first: *owner,
                         second: id,
                         pointer: pointer.clone(),
+                        first_pointer: pointer.clone(),
                         second_pointer: pointer.clone(),
                     });
                 }
@@ -127,10 +130,16 @@ fn level_leaves(
                 });
             if let Some((other_pointer, owner)) = clash {
                 if owner != id {
+                    let shorter = if other_pointer.len() < pointer.len() {
+                        &other_pointer
+                    } else {
+                        pointer
+                    };
                     conflicts.push(Conflict {
                         first: owner,
                         second: id,
-                        pointer: other_pointer,
+                        pointer: shorter.clone(),
+                        first_pointer: other_pointer.clone(),
                         second_pointer: pointer.clone(),
                     });
                     continue;

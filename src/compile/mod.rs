@@ -121,10 +121,14 @@ pub fn fleet(
     for ((twin, devices), compiled) in per_twin.iter().zip(&compiled) {
         for problem in &compiled.problems {
             let key = format!("{:?}", problem.diagnostic(&occurrence(policies, twin, &[])));
-            let entry = reported.entry(key).or_insert_with(|| (problem, twin, Vec::new()));
-            entry
-                .2
-                .extend(devices.iter().filter_map(|&at| fleet.devices.get(at).map(Device::id)));
+            let entry = reported
+                .entry(key)
+                .or_insert_with(|| (problem, twin, Vec::new()));
+            entry.2.extend(
+                devices
+                    .iter()
+                    .filter_map(|&at| fleet.devices.get(at).map(Device::id)),
+            );
         }
     }
     for (problem, twin, mut devices) in reported.into_values() {
@@ -290,7 +294,11 @@ struct Occurrence<'a> {
     devices: &'a [&'a str],
 }
 
-fn occurrence<'a>(policies: &'a PolicySet, twin: &'a TwinPolicies, devices: &'a [&'a str]) -> Occurrence<'a> {
+fn occurrence<'a>(
+    policies: &'a PolicySet,
+    twin: &'a TwinPolicies,
+    devices: &'a [&'a str],
+) -> Occurrence<'a> {
     Occurrence {
         policies,
         module: twin.0.as_deref(),
@@ -335,7 +343,10 @@ impl Occurrence<'_> {
             return None;
         };
         let policy = self.policies.get(id)?;
-        Some((policy.leaf_span(pointer), format!("set by policy `{}`", policy.name)))
+        Some((
+            policy.leaf_span(pointer),
+            format!("set by policy `{}`", policy.name),
+        ))
     }
 
     /// Where to point when no policy leaf explains a value: the `desired`
@@ -357,7 +368,13 @@ impl Occurrence<'_> {
             return diagnostic;
         };
         let label = match origin {
-            Some((_, Origin { setter: Setter::Default(schema), .. })) => {
+            Some((
+                _,
+                Origin {
+                    setter: Setter::Default(schema),
+                    ..
+                },
+            )) => {
                 format!("merged here, with defaults from schema `{schema}`")
             }
             _ => "merged here".to_owned(),
@@ -366,7 +383,10 @@ impl Occurrence<'_> {
     }
 
     fn conflict(&self, conflict: &Conflict) -> Diagnostic {
-        let (first, second) = (self.policies.get(conflict.first), self.policies.get(conflict.second));
+        let (first, second) = (
+            self.policies.get(conflict.first),
+            self.policies.get(conflict.second),
+        );
         let help = format!(
             "give one of the two policies a higher priority, or narrow their targets so that no \
              device matches both{}",
@@ -388,7 +408,7 @@ impl Occurrence<'_> {
         );
         if let Some(first) = first {
             diagnostic = diagnostic.at(
-                first.leaf_span(&conflict.pointer),
+                first.leaf_span(&conflict.first_pointer),
                 format!("`{}` sets it here", first.name),
             );
         }
@@ -411,19 +431,22 @@ impl Occurrence<'_> {
             rule.severity,
         );
         diagnostic.code = format!("twinops::rule::{}", rule.id);
-        let mut located = sides.into_iter().flatten().filter_map(|(pointer, origin, value)| {
-            let shown = match value {
-                Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            let by = match &origin.setter {
-                Setter::Policy(id) => format!("policy `{}`", self.name(*id)),
-                Setter::Default(schema) => format!("the default of schema `{schema}`"),
-            };
-            let explained = (pointer.clone(), origin.clone());
-            self.leaf(Some(&explained))
-                .map(|(span, _)| (span, format!("`{shown}` from {by}")))
-        });
+        let mut located = sides
+            .into_iter()
+            .flatten()
+            .filter_map(|(pointer, origin, value)| {
+                let shown = match value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                let by = match &origin.setter {
+                    Setter::Policy(id) => format!("policy `{}`", self.name(*id)),
+                    Setter::Default(schema) => format!("the default of schema `{schema}`"),
+                };
+                let explained = (pointer.clone(), origin.clone());
+                self.leaf(Some(&explained))
+                    .map(|(span, _)| (span, format!("`{shown}` from {by}")))
+            });
         if let Some((span, label)) = located.next() {
             diagnostic = diagnostic.at(span, label);
             for (span, label) in located {
@@ -464,5 +487,250 @@ impl Problem {
                 origin.as_ref(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::compile::{DesiredFleet, Setter, fleet as compile_fleet};
+    use crate::diag::{Diagnostics, FileId, Severity, SourceFile, SourceMap};
+    use crate::hub::snapshot;
+    use crate::load;
+    use crate::schema::{PolicySchema, SchemaSet};
+    use crate::validate::{self, PolicySet, Unschematized};
+
+    const SEC: &str = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
+
+    /// Policies from YAML text (one file), validated against the bundled schemas.
+    fn policies(yaml: &str) -> (PolicySet, SchemaSet) {
+        let mut sources = SourceMap::new();
+        let id: FileId = sources.add(SourceFile::from_text("p.yaml", yaml));
+        let mut diags = Diagnostics::new();
+        let schemas = SchemaSet::build(&[], &mut diags);
+        let file = sources.get(id).unwrap();
+        let documents =
+            load::documents(&[(id, file)], &PolicySchema::bundled().unwrap(), &mut diags);
+        let set = validate::policies(
+            documents,
+            &schemas,
+            Unschematized::Allow,
+            &sources,
+            &mut diags,
+        );
+        assert!(!diags.has_errors(), "{:?}", diags.into_sorted());
+        (set, schemas)
+    }
+
+    fn policy(name: &str, priority: i64, target: &str, desired: &serde_json::Value) -> String {
+        format!(
+            "apiVersion: twinops/v1\nkind: Policy\nname: {name}\npriority: {priority}\ntarget: {target}\ndesired: {desired}\n"
+        )
+    }
+
+    fn fleet(devices: &[(&str, &str)]) -> crate::fleet::Fleet {
+        let lines: Vec<String> = devices
+            .iter()
+            .map(|(id, env)| json!({"deviceId": id, "tags": {"env": env}}).to_string())
+            .collect();
+        snapshot::parse("live.ndjson", &lines.join("\n")).unwrap()
+    }
+
+    fn compile(yaml: &str, devices: &[(&str, &str)]) -> (DesiredFleet, Diagnostics) {
+        let (set, schemas) = policies(yaml);
+        let mut diags = Diagnostics::new();
+        let desired = compile_fleet(&set, &schemas, &fleet(devices), &mut diags);
+        (desired, diags)
+    }
+
+    #[test]
+    fn objects_merge_scalars_and_arrays_replace_by_priority() {
+        let yaml = [
+            policy(
+                "low",
+                0,
+                "'*'",
+                &json!({"cfg": {"a": 1, "b": [1, 2], "c": {"x": 1}}}),
+            ),
+            policy(
+                "high",
+                10,
+                "'*'",
+                &json!({"cfg": {"b": [3], "c": {"y": 2}}}),
+            ),
+        ]
+        .join("---\n");
+        let (desired, diags) = compile(&yaml, &[("d1", "prod")]);
+        assert!(diags.is_empty());
+        let configuration = &desired.configurations[0];
+        assert_eq!(
+            configuration.desired["cfg"],
+            json!({"a": 1, "b": [3], "c": {"x": 1, "y": 2}})
+        );
+        let names: Vec<_> = configuration.policies.clone();
+        assert_eq!(names.len(), 2);
+        let b = &configuration.provenance["/cfg/b"];
+        assert_eq!(b.setter, Setter::Policy(1));
+        assert_eq!(b.overrode, vec![0]);
+        assert!(configuration.provenance["/cfg/a"].overrode.is_empty());
+    }
+
+    #[test]
+    fn a_scalar_replaces_an_object_and_records_whom_it_overrode() {
+        let yaml = [
+            policy("low", 0, "'*'", &json!({"cfg": {"mode": {"fast": true}}})),
+            policy("high", 5, "'*'", &json!({"cfg": {"mode": "slow"}})),
+        ]
+        .join("---\n");
+        let (desired, _) = compile(&yaml, &[("d1", "prod")]);
+        let configuration = &desired.configurations[0];
+        assert_eq!(configuration.desired["cfg"], json!({"mode": "slow"}));
+        assert_eq!(configuration.provenance["/cfg/mode"].overrode, vec![0]);
+        assert!(!configuration.provenance.contains_key("/cfg/mode/fast"));
+    }
+
+    #[test]
+    fn same_priority_conflict_is_reported_only_where_targets_overlap() {
+        // `prod` and `canary` overlap on d2 only; d1 and d3 compile cleanly.
+        let yaml = [
+            policy(
+                "prod",
+                10,
+                "tags.env = 'prod' OR tags.env = 'both'",
+                &json!({"cfg": {"n": 1}}),
+            ),
+            policy(
+                "canary",
+                10,
+                "tags.env = 'canary' OR tags.env = 'both'",
+                &json!({"cfg": {"n": 2}}),
+            ),
+        ]
+        .join("---\n");
+        let (desired, diags) = compile(
+            &yaml,
+            &[
+                ("d1", "prod"),
+                ("d2", "both"),
+                ("d3", "canary"),
+                ("d4", "both"),
+            ],
+        );
+        let sorted = diags.into_sorted();
+        assert_eq!(sorted.len(), 1, "{sorted:?}");
+        let conflict = &sorted[0];
+        assert_eq!(conflict.severity, Severity::Error);
+        assert_eq!(conflict.code, "twinops::compile::conflict");
+        assert!(
+            conflict.message.contains("`canary` and `prod`")
+                || conflict.message.contains("`prod` and `canary`")
+        );
+        assert!(
+            conflict.message.contains("on device `d2`"),
+            "{}",
+            conflict.message
+        );
+        assert!(
+            conflict
+                .help
+                .as_deref()
+                .unwrap()
+                .contains("1 other device(s)")
+        );
+        assert_eq!(conflict.related.len(), 1, "points at both policies");
+        assert_eq!(desired.twins.len(), 4);
+    }
+
+    #[test]
+    fn equal_values_at_one_priority_do_not_conflict() {
+        let yaml = [
+            policy("a", 10, "'*'", &json!({"cfg": {"n": 1, "x": true}})),
+            policy("b", 10, "'*'", &json!({"cfg": {"n": 1, "y": false}})),
+        ]
+        .join("---\n");
+        let (desired, diags) = compile(&yaml, &[("d1", "prod")]);
+        assert!(diags.is_empty(), "{:?}", diags.into_sorted());
+        assert_eq!(
+            desired.configurations[0].desired["cfg"],
+            json!({"n": 1, "x": true, "y": false})
+        );
+    }
+
+    #[test]
+    fn shape_clash_at_one_priority_conflicts() {
+        let yaml = [
+            policy("a", 10, "'*'", &json!({"cfg": {"n": {"deep": 1}}})),
+            policy("b", 10, "'*'", &json!({"cfg": {"n": 5}})),
+        ]
+        .join("---\n");
+        let (_, diags) = compile(&yaml, &[("d1", "prod")]);
+        let sorted = diags.into_sorted();
+        assert_eq!(sorted.len(), 1);
+        assert!(
+            sorted[0].message.contains("`/cfg/n`"),
+            "{}",
+            sorted[0].message
+        );
+    }
+
+    #[test]
+    fn file_order_does_not_matter() {
+        let a = policy("a", 1, "'*'", &json!({"cfg": {"n": 1}}));
+        let b = policy("b", 2, "'*'", &json!({"cfg": {"n": 2}}));
+        let (first, _) = compile(&[a.clone(), b.clone()].join("---\n"), &[("d1", "x")]);
+        let (second, _) = compile(&[b, a].join("---\n"), &[("d1", "x")]);
+        assert_eq!(
+            first.configurations[0].desired,
+            second.configurations[0].desired
+        );
+        assert_eq!(first.configurations[0].desired["cfg"]["n"], json!(2));
+    }
+
+    #[test]
+    fn whole_objects_are_completed_with_schema_defaults() {
+        let yaml = format!(
+            "apiVersion: twinops/v1\nkind: Policy\nname: s\npriority: 0\ntarget: '*'\nmodule: azureiotsecurity\ndesired:\n  {SEC}:\n    eventPriorityLogin: {{ value: High }}\n"
+        );
+        let (desired, diags) = compile(&yaml, &[("d1", "x")]);
+        assert!(diags.is_empty());
+        let configuration = &desired.configurations[0];
+        let object = configuration.desired[SEC].as_object().unwrap();
+        assert_eq!(object["eventPriorityLogin"], json!({"value": "High"}));
+        assert_eq!(
+            object["highPriorityMessageFrequency"],
+            json!({"value": "PT7M"})
+        );
+        assert_eq!(
+            object["maxLocalCacheSizeInBytes"],
+            json!({"value": 2_560_000})
+        );
+        assert!(
+            !object.contains_key("baselineCustomChecksFilePath"),
+            "no default, not filled"
+        );
+        let origin =
+            &configuration.provenance[&format!("/{SEC}/highPriorityMessageFrequency/value")];
+        assert_eq!(origin.setter, Setter::Default("azureiotsecurity".into()));
+        assert!(desired.twins[0].module_missing);
+    }
+
+    #[test]
+    fn devices_with_the_same_policies_share_one_configuration() {
+        let yaml = [
+            policy("all", 0, "'*'", &json!({"cfg": {"n": 1}})),
+            policy("prod", 10, "tags.env = 'prod'", &json!({"cfg": {"n": 2}})),
+        ]
+        .join("---\n");
+        let devices: Vec<(String, &str)> = (0..50)
+            .map(|i| (format!("d{i:02}"), if i % 2 == 0 { "prod" } else { "lab" }))
+            .collect();
+        let refs: Vec<(&str, &str)> = devices
+            .iter()
+            .map(|(id, env)| (id.as_str(), *env))
+            .collect();
+        let (desired, _) = compile(&yaml, &refs);
+        assert_eq!(desired.configurations.len(), 2);
+        assert_eq!(desired.twins.len(), 50);
     }
 }

@@ -39,7 +39,10 @@ pub fn parse(path: &str, text: &str) -> Result<Fleet, HubError> {
             Ok((key, twin)) => {
                 if let Some((first, _)) = twins.get(&key) {
                     let name = twin_name(&key);
-                    errors.push(line_error(number, format!("twin `{name}` already given on line {first}")));
+                    errors.push(line_error(
+                        number,
+                        format!("twin `{name}` already given on line {first}"),
+                    ));
                 } else {
                     twins.insert(key, (number, twin));
                 }
@@ -87,16 +90,21 @@ fn twin_name((device_id, module_id): &(String, Option<String>)) -> String {
 
 /// One line → its twin, or what is wrong with it.
 fn parse_line(line: &str) -> Result<Keyed, String> {
-    let json: Value = serde_json::from_str(line).map_err(|error| format!("not valid JSON: {error}"))?;
+    let json: Value =
+        serde_json::from_str(line).map_err(|error| format!("not valid JSON: {error}"))?;
     let device_id = json
         .get("deviceId")
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| "twin has no string `deviceId`".to_owned())?;
     if !json.get("properties").is_none_or(Value::is_object)
-        || !json.get("tags").is_none_or(|tags| tags.is_object() || tags.is_null())
+        || !json
+            .get("tags")
+            .is_none_or(|tags| tags.is_object() || tags.is_null())
     {
-        return Err(format!("twin `{device_id}`: `properties` and `tags` must be objects"));
+        return Err(format!(
+            "twin `{device_id}`: `properties` and `tags` must be objects"
+        ));
     }
     let module_id = match json.get("moduleId") {
         None | Some(Value::Null) => None,
@@ -157,6 +165,9 @@ mod tests {
         assert_eq!(count, 4);
         let numbers: Vec<_> = lines.iter().map(|l| l.line).collect();
         assert_eq!(numbers, [2, 3, 4, 5]);
-        assert!(lines[2].reason.contains("already given on line 1"), "{lines:?}");
+        assert!(
+            lines[2].reason.contains("already given on line 1"),
+            "{lines:?}"
+        );
     }
 }

@@ -21,7 +21,8 @@ use crate::diag::{Diagnostic, Diagnostics, FileId, Severity, SourceFile};
 use crate::schema::{PolicySchema, Violation};
 
 /// Reads every file under `dir` (recursively) whose name ends with one of
-/// `extensions`, sorted by path; paths are shown relative to `root`.
+/// `extensions`, sorted by path; paths are shown relative to `root`. A `dir`
+/// that is a file is read alone.
 ///
 /// # Errors
 /// When a directory or file cannot be read.
@@ -31,7 +32,11 @@ pub fn read_dir(
     extensions: &[&str],
 ) -> Result<Vec<SourceFile>, LoadError> {
     let mut paths = Vec::new();
-    collect(dir, extensions, &mut paths)?;
+    if dir.is_file() {
+        paths.push(dir.to_path_buf());
+    } else {
+        collect(dir, extensions, &mut paths)?;
+    }
     paths.sort();
     paths
         .into_iter()

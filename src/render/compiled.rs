@@ -101,29 +101,27 @@ pub fn compiled_human(
                 missing.join(", ")
             )?;
         }
+        let document = Value::Object(configuration.desired.clone());
         let mut current_property: Option<String> = None;
         for (pointer, origin) in &configuration.provenance {
             let keys: Vec<String> = pointer_keys(pointer).collect();
             let Some((property, rest)) = keys.split_first() else {
                 continue;
             };
+            let value = document
+                .pointer(pointer)
+                .map_or_else(String::new, Value::to_string);
+            let why = describe(origin, pointer, policies, sources);
+            if rest.is_empty() {
+                writeln!(out, "{property} = {value}  # {why}")?;
+                current_property = None;
+                continue;
+            }
             if current_property.as_ref() != Some(property) {
                 writeln!(out, "{property}:")?;
                 current_property = Some(property.clone());
             }
-            let value = Value::Object(configuration.desired.clone())
-                .pointer(pointer)
-                .map_or_else(String::new, Value::to_string);
-            let path = if rest.is_empty() {
-                "(value)".to_owned()
-            } else {
-                rest.join(".")
-            };
-            writeln!(
-                out,
-                "  {path} = {value}  # {}",
-                describe(origin, pointer, policies, sources)
-            )?;
+            writeln!(out, "  {} = {value}  # {why}", rest.join("."))?;
         }
         writeln!(out)?;
     }

@@ -61,7 +61,10 @@ pub(crate) fn violations(
     found
 }
 
-#[expect(clippy::too_many_lines, reason = "one arm per kind of schema error, read as a table")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per kind of schema error, read as a table"
+)]
 fn explain(error: &ValidationError<'_>, schema: &Value) -> Vec<Violation> {
     let pointer = error.instance_path().as_str().to_owned();
     let keyword_path = error.schema_path().as_str();
@@ -177,35 +180,30 @@ fn explain(error: &ValidationError<'_>, schema: &Value) -> Vec<Violation> {
             description,
         ),
         ValidationErrorKind::Format { format } if format == AGENT_DURATION_FORMAT => {
-            let text = instance.as_str().unwrap_or_default();
-            let problem = check_agent_duration(text)
-                .err()
-                .map_or("is not accepted", |problem| problem.describe());
-            at_value(
-                ViolationError::BadDuration {
-                    value: text.to_owned(),
-                    problem,
-                },
-                Some(DURATION_HELP.to_owned()),
-            )
+            at_value(bad_duration(instance), Some(DURATION_HELP.to_owned()))
         }
         ValidationErrorKind::Pattern { .. } => {
             let is_duration = subschema
                 .and_then(|node| node.get("format"))
                 .and_then(Value::as_str)
                 == Some(AGENT_DURATION_FORMAT);
-            let text = instance.as_str().unwrap_or_default().to_owned();
             if is_duration {
-                at_value(
-                    ViolationError::BadDuration {
-                        value: text,
-                        problem: "is not a duration both security agents accept",
-                    },
-                    Some(DURATION_HELP.to_owned()),
-                )
+                // The same words as the format check, so the two collapse into one.
+                at_value(bad_duration(instance), Some(DURATION_HELP.to_owned()))
             } else {
-                at_value(ViolationError::Pattern { value: text }, description)
+                let value = instance.as_str().unwrap_or_default().to_owned();
+                at_value(ViolationError::Pattern { value }, description)
             }
+        }
+        ValidationErrorKind::MinProperties { limit }
+            if instance.as_object().is_some_and(serde_json::Map::is_empty) =>
+        {
+            at_value(
+                ViolationError::Other {
+                    reason: format!("mapping is empty; it needs at least {limit} key(s)"),
+                },
+                description,
+            )
         }
         ValidationErrorKind::FalseSchema => vec![Violation {
             pointer: pointer.clone(),
@@ -221,6 +219,19 @@ fn explain(error: &ValidationError<'_>, schema: &Value) -> Vec<Violation> {
             },
             description,
         ),
+    }
+}
+
+/// A duration that breaks the pattern or the format, with the reason.
+fn bad_duration(instance: &Value) -> ViolationError {
+    let text = instance.as_str().unwrap_or_default();
+    ViolationError::BadDuration {
+        value: text.to_owned(),
+        problem: check_agent_duration(text)
+            .err()
+            .map_or("is not a duration both security agents accept", |problem| {
+                problem.describe()
+            }),
     }
 }
 

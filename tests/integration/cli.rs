@@ -15,6 +15,11 @@ fn twinops(args: &[&str]) -> std::process::Output {
 fn validate_accepts_the_example_policies_and_fleet() {
     let output = twinops(&["validate"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.starts_with("Valid: 5 policies;"), "{stdout}");
 }

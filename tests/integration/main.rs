@@ -9,3 +9,5 @@
 )]
 
 mod cli;
+mod corpus;
+mod fleets;
