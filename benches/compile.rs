@@ -1,0 +1,119 @@
+//! Benchmark: compile a generated fleet, against the cost of merely parsing
+//! its snapshot into generic JSON, in the same process.
+//!
+//! `cargo bench --bench compile -- [DEVICES] [POLICIES]` (default 100000 50).
+//! Prints the median of five runs of each step and its ratio to the
+//! baseline, with the core count, so figures compare across noisy machines.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "a benchmark prints its figures and fails loudly"
+)]
+
+mod fleetgen;
+
+use std::time::{Duration, Instant};
+
+use twinops::compile;
+use twinops::diag::{Diagnostics, SourceFile, SourceMap};
+use twinops::hub::snapshot;
+use twinops::load;
+use twinops::schema::{PolicySchema, SchemaSet};
+use twinops::validate::{self, Unschematized};
+
+const RUNS: usize = 5;
+
+fn median<T>(mut work: impl FnMut() -> T) -> (Duration, T) {
+    let mut times = Vec::with_capacity(RUNS);
+    let mut last = None;
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let value = work();
+        times.push(start.elapsed());
+        last = Some(value);
+    }
+    times.sort();
+    (times.get(RUNS / 2).copied().unwrap_or_default(), last.unwrap())
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let devices = args.first().copied().unwrap_or(100_000);
+    let policy_count = args.get(1).copied().unwrap_or(50);
+    let text = fleetgen::fleet(devices, 42);
+    let yaml = fleetgen::policies(policy_count, devices, 42);
+
+    let mut sources = SourceMap::new();
+    let id = sources.add(SourceFile::from_text("bench.yaml", yaml));
+    let mut diags = Diagnostics::new();
+    let schemas = SchemaSet::build(&[], &mut diags);
+    let documents = load::documents(
+        &[(id, sources.get(id).unwrap())],
+        &PolicySchema::bundled().unwrap(),
+        &mut diags,
+    );
+    let policies = validate::policies(
+        documents,
+        &schemas,
+        Unschematized::Deny,
+        &sources,
+        &mut diags,
+    );
+    assert!(
+        !diags.has_errors(),
+        "generated policies are invalid: {:?}",
+        diags.into_sorted()
+    );
+    assert_eq!(policies.policies.len(), policy_count);
+
+    let (baseline, _) = median(|| {
+        let mut parsed = 0;
+        for line in text.lines() {
+            std::hint::black_box(serde_json::from_str::<serde_json::Value>(line).unwrap());
+            parsed += 1;
+        }
+        parsed
+    });
+    let (parse, fleet) = median(|| snapshot::parse("bench.ndjson", &text).unwrap());
+    let (compiled, desired) = median(|| {
+        let mut diags = Diagnostics::new();
+        let desired = compile::fleet(&policies, &schemas, &fleet, &mut diags);
+        assert!(!diags.has_errors(), "{:?}", diags.into_sorted());
+        desired
+    });
+
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let ratio = |d: Duration| d.as_secs_f64() / baseline.as_secs_f64();
+    println!(
+        "machine: {cores} cores; fleet: {devices} devices, {} lines, {} MB; {policy_count} policies",
+        text.lines().count(),
+        text.len() / 1_000_000
+    );
+    println!(
+        "result: {} twins targeted, {} distinct configurations",
+        desired.twins.len(),
+        desired.configurations.len()
+    );
+    println!("median of {RUNS} runs:");
+    println!(
+        "  baseline: serde_json::Value per line  {:>8.3} s  1.00x",
+        baseline.as_secs_f64()
+    );
+    println!(
+        "  snapshot::parse (fleet)              {:>8.3} s  {:.2}x",
+        parse.as_secs_f64(),
+        ratio(parse)
+    );
+    println!(
+        "  compile::fleet                       {:>8.3} s  {:.2}x",
+        compiled.as_secs_f64(),
+        ratio(compiled)
+    );
+    println!("reproduce: cargo bench --bench compile -- {devices} {policy_count}");
+}
