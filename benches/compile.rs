@@ -36,7 +36,10 @@ fn median<T>(mut work: impl FnMut() -> T) -> (Duration, T) {
         last = Some(value);
     }
     times.sort();
-    (times.get(RUNS / 2).copied().unwrap_or_default(), last.unwrap())
+    (
+        times.get(RUNS / 2).copied().unwrap_or_default(),
+        last.unwrap(),
+    )
 }
 
 fn main() {

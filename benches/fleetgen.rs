@@ -92,7 +92,10 @@ fn policy(out: &mut String, name: &str, priority: u32, target: &str, settings: &
 }
 
 /// A policy set of `count` policies (at least 25) with overlapping targets.
-#[expect(clippy::too_many_lines, reason = "one block per policy family, read top to bottom")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one block per policy family, read top to bottom"
+)]
 pub(crate) fn policies(count: usize, devices: usize, seed: u64) -> String {
     let mut rng = Rng::new(seed ^ 0x5eed);
     let mut out = String::new();

@@ -108,7 +108,8 @@ impl Config {
                 None,
             )))
         })?;
-        let source = SourceFile::from_bytes(PROJECT_FILE, &bytes);
+        let shown = crate::load::display_path(cwd, &path);
+        let source = SourceFile::from_bytes(shown.clone(), &bytes);
         let project: ProjectFile = toml::from_str(&source.text).map_err(|error| {
             let span = error.span().unwrap_or(0..0);
             let message = error.message().trim_end_matches('.').to_owned();
@@ -118,13 +119,14 @@ impl Config {
                 Diagnostic {
                     severity: Severity::Error,
                     code: "twinops::config::invalid".to_owned(),
-                    message: format!("invalid `{PROJECT_FILE}`: {}", lowercase_first(&message)),
+                    message: format!("invalid `{shown}`: {}", lowercase_first(&message)),
                     primary: None,
                     related: Vec::new(),
-                    help: Some(
-                        "keys: `policies`, `schemas`, `allow_unschematized`, `[fleet] snapshot`"
-                            .to_owned(),
-                    ),
+                    help: message.contains("unknown field").then(|| {
+                        "the keys are `policies`, `schemas`, `allow_unschematized` and \
+                         `[fleet] snapshot`"
+                            .to_owned()
+                    }),
                 }
                 .at(Span::new(file, span.start, span.end), ""),
                 sources,

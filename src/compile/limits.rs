@@ -21,6 +21,8 @@ pub const MAX_SAFE_INTEGER: i64 = 4_503_599_627_370_495;
 pub struct LimitProblem {
     /// Pointer below desired.
     pub pointer: String,
+    /// Whether the key naming `pointer` is at fault (rather than its value).
+    pub at_key: bool,
     /// What is wrong, lowercase.
     pub reason: String,
     /// What to do.
@@ -45,6 +47,7 @@ pub fn check(desired: &serde_json::Map<String, Value>) -> Vec<LimitProblem> {
     if size > MAX_DESIRED_BYTES {
         problems.push(LimitProblem {
             pointer: String::new(),
+            at_key: true,
             reason: format!(
                 "desired properties take {size} bytes, over IoT Hub's limit of {MAX_DESIRED_BYTES}"
             ),
@@ -62,9 +65,10 @@ fn walk(
     size: &mut usize,
     problems: &mut Vec<LimitProblem>,
 ) {
-    let mut flag = |reason: String, help: &str| {
+    let mut flag = |at_key: bool, reason: String, help: &str| {
         problems.push(LimitProblem {
             pointer: pointer.to_owned(),
+            at_key,
             reason,
             help: Some(help.to_owned()),
         });
@@ -74,12 +78,14 @@ fn walk(
         .find(|ch| ch.is_control() || matches!(ch, '.' | '$' | ' '))
     {
         flag(
+            true,
             format!("key `{key}` contains {}", describe_char(bad)),
             "twin keys may not contain `.`, `$`, spaces or control characters",
         );
     }
     if key.len() > MAX_KEY_BYTES {
         flag(
+            true,
             format!(
                 "key is {} bytes, over IoT Hub's limit of {MAX_KEY_BYTES}",
                 key.len()
@@ -89,6 +95,7 @@ fn walk(
     }
     if depth > MAX_DEPTH {
         flag(
+            true,
             format!("nesting is deeper than IoT Hub's limit of {MAX_DEPTH} levels"),
             "flatten the desired properties",
         );
@@ -114,6 +121,7 @@ fn walk(
                 if item.is_null() {
                     problems.push(LimitProblem {
                         pointer: item_pointer,
+                        at_key: false,
                         reason: "a list holds null, which IoT Hub rejects".to_owned(),
                         help: Some("remove the null from the list".to_owned()),
                     });
@@ -127,6 +135,7 @@ fn walk(
         Value::String(text) => {
             if text.len() > MAX_STRING_BYTES {
                 flag(
+                    false,
                     format!(
                         "string is {} bytes, over IoT Hub's limit of {MAX_STRING_BYTES}",
                         text.len()
@@ -145,6 +154,7 @@ fn walk(
                     .is_some_and(|n| n > MAX_SAFE_INTEGER.unsigned_abs())
             {
                 flag(
+                    false,
                     format!("integer `{number}` is outside IoT Hub's range of ±2^52"),
                     "use a smaller number, or a string",
                 );

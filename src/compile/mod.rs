@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::diag::{Diagnostic, Diagnostics, Severity, Span};
-use crate::fleet::{Device, Fleet};
+use crate::fleet::Fleet;
 use crate::load::join_pointer;
 use crate::schema::{Completeness, Rule, SchemaSet, Violation, WriteMode};
 use crate::validate::{PolicyId, PolicySet};
@@ -117,24 +117,30 @@ pub fn fleet(
 
     // One diagnostic per problem, however many configurations share it: it
     // names the first affected device and counts the others.
-    let mut reported: BTreeMap<String, (&Problem, &TwinPolicies, Vec<&str>)> = BTreeMap::new();
+    // Per problem: its first instance, its twin, and (module missing, device id) pairs.
+    let mut reported: BTreeMap<String, Affected<'_>> = BTreeMap::new();
     for ((twin, devices), compiled) in per_twin.iter().zip(&compiled) {
         for problem in &compiled.problems {
             let key = format!("{:?}", problem.diagnostic(&occurrence(policies, twin, &[])));
             let entry = reported
                 .entry(key)
                 .or_insert_with(|| (problem, twin, Vec::new()));
-            entry.2.extend(
-                devices
-                    .iter()
-                    .filter_map(|&at| fleet.devices.get(at).map(Device::id)),
-            );
+            entry.2.extend(devices.iter().filter_map(|&at| {
+                let device = fleet.devices.get(at)?;
+                let missing = twin
+                    .0
+                    .as_ref()
+                    .is_some_and(|module| !device.modules.contains_key(module));
+                Some((missing, device.id()))
+            }));
         }
     }
     for (problem, twin, mut devices) in reported.into_values() {
+        // The example device is one that has the twin, where there is one.
         devices.sort_unstable();
         devices.dedup();
-        diags.push(problem.diagnostic(&occurrence(policies, twin, &devices)));
+        let ids: Vec<&str> = devices.into_iter().map(|(_, id)| id).collect();
+        diags.push(problem.diagnostic(&occurrence(policies, twin, &ids)));
     }
 
     let mut desired = DesiredFleet::default();
@@ -159,6 +165,10 @@ pub fn fleet(
 }
 
 /// The policies of one matched set, grouped by the twin they configure.
+/// A problem's first instance, its twin, and the (module missing, device id)
+/// pairs it affects.
+type Affected<'a> = (&'a Problem, &'a TwinPolicies, Vec<(bool, &'a str)>);
+
 /// A twin (module id, `None` for the device twin) and the policies for it.
 type TwinPolicies = (Option<String>, Vec<PolicyId>);
 
@@ -234,7 +244,8 @@ fn configure(
     let mut check = |base: String, schema: &crate::schema::TwinSchema, value: &Value| {
         for mut violation in schema.violations(value, Completeness::Whole) {
             violation.pointer = format!("{base}{}", violation.pointer);
-            let origin = explain(&violation.pointer);
+            violation.cause = violation.cause.map(|cause| format!("{base}{cause}"));
+            let origin = explain(violation.cause.as_deref().unwrap_or(&violation.pointer));
             problems.push(Problem::Violation { violation, origin });
         }
         for rule in &schema.rules {
@@ -264,7 +275,10 @@ fn configure(
         check(String::new(), schema, &Value::Object(desired.clone()));
     }
     for problem in limits::check(&desired) {
-        let origin = explain(&problem.pointer);
+        // Point at the offending node itself (a key, a list item), with the
+        // setter of the nearest leaf.
+        let origin = merge::origin_of(&result, &problem.pointer)
+            .map(|(_, origin)| (problem.pointer.clone(), origin.clone()));
         problems.push(Problem::Limit { problem, origin });
     }
     let create_modules = ids
@@ -336,17 +350,20 @@ impl Occurrence<'_> {
         self.policies.get(id).map_or("?", |p| p.name.as_str())
     }
 
-    /// The policy leaf behind a value, with a label naming the policy.
-    fn leaf(&self, origin: Option<&Explained>) -> Option<(Span, String)> {
+    /// The policy leaf behind a value (or the key naming it), with a label
+    /// naming the policy.
+    fn leaf(&self, origin: Option<&Explained>, at_key: bool) -> Option<(Span, String)> {
         let (pointer, origin) = origin?;
         let Setter::Policy(id) = origin.setter else {
             return None;
         };
         let policy = self.policies.get(id)?;
-        Some((
-            policy.leaf_span(pointer),
-            format!("set by policy `{}`", policy.name),
-        ))
+        let span = if at_key {
+            policy.leaf_key_span(pointer)
+        } else {
+            policy.leaf_span(pointer)
+        };
+        Some((span, format!("set by policy `{}`", policy.name)))
     }
 
     /// Where to point when no policy leaf explains a value: the `desired`
@@ -360,8 +377,13 @@ impl Occurrence<'_> {
 
     /// Places a merged-value diagnostic at the leaf that set the value, else
     /// at a contributing policy.
-    fn place(&self, diagnostic: Diagnostic, origin: Option<&Explained>) -> Diagnostic {
-        if let Some((span, label)) = self.leaf(origin) {
+    fn place(
+        &self,
+        diagnostic: Diagnostic,
+        origin: Option<&Explained>,
+        at_key: bool,
+    ) -> Diagnostic {
+        if let Some((span, label)) = self.leaf(origin, at_key) {
             return diagnostic.at(span, label);
         }
         let Some(span) = self.fallback() else {
@@ -392,7 +414,8 @@ impl Occurrence<'_> {
              device matches both{}",
             match self.others() {
                 0 => String::new(),
-                n => format!("; {n} other device(s) are affected too"),
+                1 => "; 1 other device is affected too".to_owned(),
+                n => format!("; {n} other devices are affected too"),
             }
         );
         let mut diagnostic = Diagnostic::from_error(
@@ -444,7 +467,7 @@ impl Occurrence<'_> {
                     Setter::Default(schema) => format!("the default of schema `{schema}`"),
                 };
                 let explained = (pointer.clone(), origin.clone());
-                self.leaf(Some(&explained))
+                self.leaf(Some(&explained), false)
                     .map(|(span, _)| (span, format!("`{shown}` from {by}")))
             });
         if let Some((span, label)) = located.next() {
@@ -473,6 +496,7 @@ impl Problem {
                     Severity::Error,
                 ),
                 origin.as_ref(),
+                violation.cause.is_some(),
             ),
             Problem::Rule { rule, left, right } => at.rule(rule, [left.as_ref(), right.as_ref()]),
             Problem::Limit { problem, origin } => at.place(
@@ -485,6 +509,7 @@ impl Problem {
                     Severity::Error,
                 ),
                 origin.as_ref(),
+                problem.at_key,
             ),
         }
     }
@@ -636,7 +661,7 @@ mod tests {
                 .help
                 .as_deref()
                 .unwrap()
-                .contains("1 other device(s)")
+                .contains("1 other device is affected")
         );
         assert_eq!(conflict.related.len(), 1, "points at both policies");
         assert_eq!(desired.twins.len(), 4);

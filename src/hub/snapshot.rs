@@ -90,26 +90,46 @@ fn twin_name((device_id, module_id): &(String, Option<String>)) -> String {
 
 /// One line → its twin, or what is wrong with it.
 fn parse_line(line: &str) -> Result<Keyed, String> {
-    let json: Value =
-        serde_json::from_str(line).map_err(|error| format!("not valid JSON: {error}"))?;
-    let device_id = json
-        .get("deviceId")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| "twin has no string `deviceId`".to_owned())?;
-    if !json.get("properties").is_none_or(Value::is_object)
-        || !json
-            .get("tags")
-            .is_none_or(|tags| tags.is_object() || tags.is_null())
-    {
-        return Err(format!(
-            "twin `{device_id}`: `properties` and `tags` must be objects"
-        ));
+    let json: Value = serde_json::from_str(line).map_err(|error| {
+        let text = error.to_string();
+        let reason = text
+            .rsplit_once(" at line ")
+            .map_or(text.as_str(), |(reason, _)| reason);
+        format!("not valid JSON at column {}: {reason}", error.column())
+    })?;
+    if !json.is_object() {
+        return Err(format!("line is not a JSON object (found {})", kind(&json)));
+    }
+    let device_id = match json.get("deviceId") {
+        Some(Value::String(id)) => id.clone(),
+        Some(other) => {
+            return Err(format!(
+                "`deviceId` must be a string, found {}",
+                kind(other)
+            ));
+        }
+        None => return Err("twin has no `deviceId`".to_owned()),
+    };
+    for field in ["properties", "tags"] {
+        match json.get(field) {
+            None | Some(Value::Object(_) | Value::Null) => {}
+            Some(other) => {
+                return Err(format!(
+                    "twin `{device_id}`: `{field}` must be an object, found {}",
+                    kind(other)
+                ));
+            }
+        }
     }
     let module_id = match json.get("moduleId") {
         None | Some(Value::Null) => None,
         Some(Value::String(module_id)) => Some(module_id.clone()),
-        Some(_) => return Err(format!("twin `{device_id}`: `moduleId` must be a string")),
+        Some(other) => {
+            return Err(format!(
+                "twin `{device_id}`: `moduleId` must be a string, found {}",
+                kind(other)
+            ));
+        }
     };
     let twin = Twin {
         device_id: device_id.clone(),
@@ -117,6 +137,17 @@ fn parse_line(line: &str) -> Result<Keyed, String> {
         json,
     };
     Ok(((device_id, module_id), twin))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Reads and parses the snapshot at `path`, shown as `shown`.

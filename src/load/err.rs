@@ -32,6 +32,16 @@ pub enum LoadError {
         #[help]
         help: Option<String>,
     },
+    /// A key given twice in one mapping.
+    #[error("key `{key}` appears twice in one mapping")]
+    #[diagnostic(
+        code(twinops::load::duplicate_key),
+        help("each key may appear once per mapping; remove or merge the duplicate")
+    )]
+    DuplicateKey {
+        /// The key.
+        key: String,
+    },
     /// A file with no document at all.
     #[error("file contains no policy document")]
     #[diagnostic(
@@ -84,7 +94,9 @@ pub enum LoadError {
     #[error("YAML nesting deeper than {limit} levels")]
     #[diagnostic(
         code(twinops::load::too_deep),
-        help("twins allow at most 10 levels of nesting; flatten the document")
+        help(
+            "policy documents nest at most 32 levels, and twins allow 10 below `desired`; flatten the document"
+        )
     )]
     TooDeep {
         /// The limit.

@@ -55,7 +55,7 @@ pub(crate) fn parse(file: FileId, source: &SourceFile, diags: &mut Diagnostics) 
         };
         let whole = converter.value_span(node);
         converter.spans = SpanIndex::new(whole);
-        if node.data.is_badvalue() {
+        if node.data.is_badvalue() || matches!(node.data, YamlData::Value(Scalar::Null)) {
             converter
                 .diags
                 .error(&LoadError::EmptyDocument, whole, "this document is empty");
@@ -81,32 +81,55 @@ fn report_scan_error(
     diags: &mut Diagnostics,
 ) {
     let marker = error.marker();
-    let start = source.offset(marker.line(), marker.col());
-    let width = source
-        .text
-        .get(start..)
-        .and_then(|rest| rest.chars().next())
-        .map_or(0, char::len_utf8);
+    let mut start = source.offset(marker.line(), marker.col());
     let info = error.info();
-    let help = if info.contains("tab") {
-        Some("YAML indents with spaces only; replace the tab with spaces".to_owned())
-    } else if info.contains("duplicated key") {
-        Some("each key may appear once per mapping; remove or merge the duplicate".to_owned())
-    } else if info.contains("alias expansion") {
-        Some(format!(
-            "aliases may expand to at most {ALIAS_NODE_BUDGET} nodes per file"
-        ))
-    } else if info.contains("recursion limit") {
-        Some("twins allow at most 10 levels of nesting; flatten the document".to_owned())
-    } else {
-        None
+    let rest_of_line = |at: usize| {
+        let end = source.line_end(at);
+        source.text.get(at..end).unwrap_or_default()
     };
-    let reason = info.strip_suffix('.').unwrap_or(info).to_owned();
-    diags.error(
-        &LoadError::YamlSyntax { reason, help },
-        Span::new(file, start, start + width),
-        "here",
-    );
+    let (load_error, width) = if info.contains("duplicated key") {
+        let key = rest_of_line(start)
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim_end()
+            .to_owned();
+        let width = key.len().max(1);
+        (LoadError::DuplicateKey { key }, width)
+    } else {
+        if info.contains("tab") {
+            // The scanner stops after the tab; point at the tab itself.
+            let line_start = source.offset(marker.line(), 0);
+            if let Some(tab) = source
+                .text
+                .get(line_start..=start.min(source.text.len().saturating_sub(1)))
+                .and_then(|prefix| prefix.rfind('\t'))
+            {
+                start = line_start + tab;
+            }
+        }
+        let help = if info.contains("tab") {
+            Some("YAML indents with spaces only; replace the tab with spaces".to_owned())
+        } else if info.contains("alias expansion") {
+            Some(format!(
+                "aliases may expand to at most {ALIAS_NODE_BUDGET} nodes per file"
+            ))
+        } else if info.contains("recursion limit") {
+            Some(format!(
+                "policy documents nest at most {MAX_DEPTH} levels; flatten the document"
+            ))
+        } else if info.contains("mapping values are not allowed")
+            && rest_of_line(source.offset(marker.line(), 0)).len() > 1024
+        {
+            Some("a plain YAML key is at most 1024 characters; use an explicit `? key` or a shorter key".to_owned())
+        } else {
+            None
+        };
+        let reason = info.strip_suffix('.').unwrap_or(info).to_owned();
+        let width = rest_of_line(start).chars().next().map_or(0, char::len_utf8);
+        (LoadError::YamlSyntax { reason, help }, width)
+    };
+    diags.error(&load_error, Span::new(file, start, start + width), "here");
 }
 
 struct Converter<'a, 'd> {
@@ -154,9 +177,10 @@ impl Converter<'_, '_> {
     ) -> Value {
         let span = self.value_span(node);
         if depth > MAX_DEPTH {
+            let first = Span::new(self.file, span.start, span.start + 1);
             self.error(
                 &LoadError::TooDeep { limit: MAX_DEPTH },
-                span,
+                first,
                 "nested too deeply",
             );
             return Value::Null;

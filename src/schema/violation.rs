@@ -29,6 +29,9 @@ pub struct Violation {
     pub error: ViolationError,
     /// What to do about it.
     pub help: Option<String>,
+    /// For a property required by an `if`/`then` rule: the pointer of the
+    /// value that made it required.
+    pub cause: Option<String>,
 }
 
 /// Whether missing required properties count (a policy fragment is partial).
@@ -56,6 +59,24 @@ pub(crate) fn violations(
                 || !matches!(violation.error, ViolationError::MissingProperty { .. })
         })
         .collect();
+    // A misspelt required key is one mistake, not two: keep the unknown key
+    // with its did-you-mean, drop the missing one it was meant to be.
+    let misspelt: Vec<(String, String)> = found
+        .iter()
+        .filter_map(|violation| match &violation.error {
+            ViolationError::UnknownProperty { name } => violation
+                .pointer
+                .rsplit_once('/')
+                .map(|(parent, _)| (parent.to_owned(), name.clone())),
+            _ => None,
+        })
+        .collect();
+    found.retain(|violation| match &violation.error {
+        ViolationError::MissingProperty { name } => !misspelt.iter().any(|(parent, typo)| {
+            *parent == violation.pointer && did_you_mean(typo, [name.as_str()]).is_some()
+        }),
+        _ => true,
+    });
     found.sort_by(|a, b| a.pointer.cmp(&b.pointer));
     found.dedup();
     found
@@ -82,6 +103,7 @@ fn explain(error: &ValidationError<'_>, schema: &Value) -> Vec<Violation> {
             at_key: false,
             error,
             help,
+            cause: None,
         }]
     };
     match error.kind() {
@@ -98,6 +120,7 @@ fn explain(error: &ValidationError<'_>, schema: &Value) -> Vec<Violation> {
                     pointer: join_pointer(&pointer, name),
                     at_key: true,
                     error: ViolationError::UnknownProperty { name: name.clone() },
+                    cause: None,
                     help: Some(did_you_mean(name, known.iter().copied()).map_or_else(
                         || format!("allowed here: {}", list(known.iter().copied())),
                         |near| format!("did you mean `{near}`?"),
@@ -107,11 +130,22 @@ fn explain(error: &ValidationError<'_>, schema: &Value) -> Vec<Violation> {
         }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default().to_owned();
+            let cause =
+                required_because(schema, keyword_path).map(|key| join_pointer(&pointer, &key));
+            let mut help = required_help(schema, keyword_path, &name);
+            if let Some(cause) = &cause {
+                let key = cause.rsplit('/').next().unwrap_or_default();
+                help = Some(format!(
+                    "`{name}` is required because of the value of `{key}`{}",
+                    help.map_or_else(String::new, |help| format!("; {help}"))
+                ));
+            }
             vec![Violation {
                 pointer: pointer.clone(),
                 at_key: true,
-                help: required_help(schema, keyword_path, &name),
+                help,
                 error: ViolationError::MissingProperty { name },
+                cause,
             }]
         }
         ValidationErrorKind::Type { .. } => {
@@ -195,19 +229,25 @@ fn explain(error: &ValidationError<'_>, schema: &Value) -> Vec<Violation> {
                 at_value(ViolationError::Pattern { value }, description)
             }
         }
-        ValidationErrorKind::MinProperties { limit }
+        ValidationErrorKind::MinProperties { .. }
             if instance.as_object().is_some_and(serde_json::Map::is_empty) =>
         {
+            let name = pointer
+                .rsplit('/')
+                .next()
+                .filter(|name| !name.is_empty())
+                .unwrap_or("document");
             at_value(
                 ViolationError::Other {
-                    reason: format!("mapping is empty; it needs at least {limit} key(s)"),
+                    reason: format!("`{name}` is empty"),
                 },
-                description,
+                Some(format!("set at least one key in `{name}`")),
             )
         }
         ValidationErrorKind::FalseSchema => vec![Violation {
             pointer: pointer.clone(),
             at_key: true,
+            cause: None,
             error: ViolationError::Other {
                 reason: "property not allowed here".to_owned(),
             },
@@ -239,11 +279,24 @@ const DURATION_HELP: &str = "write an ISO 8601 duration in whole days, hours, mi
      seconds, upper case, such as `PT7M`, `PT1H30M` or `P1DT12H`; years, months, weeks, \
      fractions and signs are not read alike by both security agents";
 
-/// Help for a missing property: its description in the schema.
+/// For `required` inside an `if`/`then`: the first property the `if` tests.
+fn required_because(schema: &Value, keyword_path: &str) -> Option<String> {
+    let then = keyword_path.strip_suffix("/required")?;
+    let object = then.strip_suffix("/then")?;
+    let condition = resolve(schema, &format!("{object}/if"))?;
+    condition
+        .get("properties")
+        .and_then(Value::as_object)
+        .and_then(|properties| properties.keys().next().cloned())
+}
+
+/// Help for a missing property: its description in the schema (for a
+/// `then` clause, in the object around it).
 fn required_help(schema: &Value, keyword_path: &str, name: &str) -> Option<String> {
     let parent = keyword_path
         .rsplit_once('/')
         .map_or("", |(parent, _)| parent);
+    let parent = parent.strip_suffix("/then").unwrap_or(parent);
     let object = resolve(schema, parent)?;
     let described = object
         .get("properties")
@@ -332,8 +385,10 @@ fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
 
 fn lowercase_first(text: &str) -> String {
     let mut chars = text.chars();
-    let text = chars.next().map_or_else(String::new, |first| {
-        first.to_lowercase().chain(chars).collect()
-    });
+    let acronym = chars.clone().nth(1).is_some_and(char::is_uppercase);
+    let text = match chars.next() {
+        Some(first) if !acronym => first.to_lowercase().chain(chars).collect(),
+        _ => text.to_owned(),
+    };
     text.strip_suffix('.').map_or(text.clone(), str::to_owned)
 }

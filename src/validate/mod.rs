@@ -231,10 +231,14 @@ fn policy(
         diags.error(
             &ValidateError::NullValue {
                 policy: name.clone(),
-                path: leaf.pointer.clone(),
+                path: crate::load::pointer_keys(&leaf.pointer)
+                    .collect::<Vec<_>>()
+                    .join("."),
             },
-            document.spans.locate(&format!("/desired{}", leaf.pointer)),
-            "null",
+            document
+                .spans
+                .locate_key(&format!("/desired{}", leaf.pointer)),
+            "no value",
         );
     }
     if diags.count(Severity::Error) > errors_before {
@@ -301,8 +305,10 @@ fn check_desired(
         match schemas.governing(module, property) {
             Some(schema) if schema.property.is_none() => flat = Some(schema),
             Some(schema) => {
-                for violation in schema.violations(value, Completeness::Fragment) {
-                    let mut violation = violation;
+                for mut violation in schema.violations(value, Completeness::Fragment) {
+                    if is_null_leaf(&violation) {
+                        continue;
+                    }
                     violation.pointer = format!("{pointer}{}", violation.pointer);
                     diags.push(located(document, context, &violation));
                 }
@@ -343,6 +349,12 @@ fn check_desired(
             diags.push(located(document, context, &violation));
         }
     }
+}
+
+/// Null leaves get their own error ([`ValidateError::NullValue`]), not a
+/// type error as well.
+fn is_null_leaf(violation: &crate::schema::Violation) -> bool {
+    matches!(&violation.error, crate::schema::ViolationError::WrongType { found, .. } if found == "null")
 }
 
 /// The leaves of `value`: scalars, arrays and empty objects, by pointer.
