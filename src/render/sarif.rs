@@ -83,7 +83,7 @@ fn location(label: &Label, sources: &SourceMap) -> Option<Value> {
                 "startLine": start.line,
                 "startColumn": start.column,
                 "endLine": end.line,
-                "endColumn": end.column.max(start.column + usize::from(end.line == start.line)),
+                "endColumn": end.column,
             },
         },
     });
