@@ -82,8 +82,8 @@ fn compile_json_is_versioned_and_lists_every_targeted_twin() {
     );
     let configurations = json["configurations"].as_array().unwrap();
     for twin in twins {
-        let index = twin["configuration"].as_u64().unwrap() as usize;
-        assert!(index < configurations.len());
+        let index = twin["configuration"].as_u64().unwrap();
+        assert!(index < configurations.len() as u64);
     }
     let first = &configurations[0]["provenance"];
     assert!(
