@@ -169,16 +169,16 @@ pub fn compiled_json(
     sources: &SourceMap,
 ) -> std::io::Result<()> {
     let groups = groups(desired, twins);
-    let mut index_of: BTreeMap<*const Configuration, usize> = BTreeMap::new();
     let configurations: Vec<Value> = groups
         .iter()
         .enumerate()
         .map(|(index, (configuration, _))| {
-            index_of.insert(std::ptr::from_ref(*configuration), index);
             let provenance: serde_json::Map<String, Value> = configuration
                 .provenance
                 .iter()
-                .map(|(pointer, origin)| (pointer.clone(), origin_json(origin, pointer, policies, sources)))
+                .map(|(pointer, origin)| {
+                    (pointer.clone(), origin_json(origin, pointer, policies, sources))
+                })
                 .collect();
             json!({
                 "id": index,
@@ -192,16 +192,15 @@ pub fn compiled_json(
         .collect();
     let twins: Vec<Value> = groups
         .iter()
-        .flat_map(|(configuration, members)| {
-            let index = index_of.get(&std::ptr::from_ref(*configuration)).copied();
-            members.iter().map(move |twin| (twin, index))
-        })
-        .map(|(twin, index)| {
-            json!({
-                "deviceId": twin.device_id,
-                "moduleId": twin.module_id,
-                "configuration": index,
-                "moduleMissing": twin.module_missing,
+        .enumerate()
+        .flat_map(|(index, (_, members))| {
+            members.iter().map(move |twin| {
+                json!({
+                    "deviceId": twin.device_id,
+                    "moduleId": twin.module_id,
+                    "configuration": index,
+                    "moduleMissing": twin.module_missing,
+                })
             })
         })
         .collect();
