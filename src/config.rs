@@ -3,6 +3,7 @@
 //! The only module that reads the environment (`NO_COLOR`, whether stdout
 //! and stderr are terminals) and the project file.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,25 @@ struct ProjectFile {
     /// The default fleet.
     #[serde(default)]
     fleet: Option<FleetSection>,
+    /// Named hubs to plan and apply against.
+    #[serde(default)]
+    environments: BTreeMap<String, EnvironmentSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+enum EnvironmentSection {
+    /// The embedded SQLite hub.
+    Local {
+        /// The database file.
+        database: String,
+        /// Snapshot loaded when the database is first created.
+        #[serde(default)]
+        seed: Option<String>,
+        /// Create missing module identities for every policy.
+        #[serde(default)]
+        create_modules: bool,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +63,33 @@ struct FleetSection {
 fn default_policies() -> String {
     "policies".to_owned()
 }
+
+/// Where an environment's twins live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubLocation {
+    /// The embedded SQLite hub.
+    Local {
+        /// The database file.
+        database: PathBuf,
+        /// Snapshot loaded when the database is first created.
+        seed: Option<PathBuf>,
+    },
+}
+
+/// A named hub and how twinops treats it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    /// Its name in `twinops.toml`.
+    pub name: String,
+    /// Where its twins live.
+    pub hub: HubLocation,
+    /// Create missing module identities for every policy.
+    pub create_modules: bool,
+}
+
+/// The environment used when `twinops.toml` names none: a local hub in
+/// `.twinops/local.db`, seeded from the default fleet snapshot.
+pub const DEFAULT_ENVIRONMENT: &str = "local";
 
 /// Everything a command needs to know about where and how to run.
 #[derive(Debug, Clone)]
@@ -57,12 +104,31 @@ pub struct Config {
     pub unschematized: Unschematized,
     /// Default fleet snapshot.
     pub fleet: Option<PathBuf>,
+    /// Environments by name.
+    pub environments: BTreeMap<String, Environment>,
+    /// The environment chosen with `--env` (default `local`).
+    pub environment: String,
+    /// What the terminal allows.
+    pub terminal: Terminal,
     /// Diagnostics format.
     pub error_format: ErrorFormat,
+}
+
+/// What the process's terminal allows: colour, prompts, progress bars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "four independent facts about the terminal"
+)]
+pub struct Terminal {
+    /// Colour on stdout (a terminal, and no `NO_COLOR`).
+    pub color_stdout: bool,
     /// Colour on stderr.
     pub color_stderr: bool,
-    /// Colour on stdout.
-    pub color_stdout: bool,
+    /// Whether stdin is a terminal (apply asks for confirmation there).
+    pub interactive: bool,
+    /// Whether to draw progress bars (stderr is a terminal).
+    pub progress: bool,
 }
 
 /// Why there is no config.
@@ -123,8 +189,9 @@ impl Config {
                     primary: None,
                     related: Vec::new(),
                     help: message.contains("unknown field").then(|| {
-                        "the keys are `policies`, `schemas`, `allow_unschematized` and \
-                         `[fleet] snapshot`"
+                        "the keys are `policies`, `schemas`, `allow_unschematized`, \
+                         `[fleet] snapshot` and `[environments.NAME]` with `kind = \"local\"`, \
+                         `database`, `seed`, `create_modules`"
                             .to_owned()
                     }),
                 }
@@ -132,6 +199,11 @@ impl Config {
                 sources,
             )))
         })?;
+        let fleet = project
+            .fleet
+            .and_then(|fleet| fleet.snapshot)
+            .map(|snapshot| root.join(snapshot));
+        let environments = environments(project.environments, &root, fleet.as_ref());
         Ok(Self {
             policies: root.join(&project.policies),
             schemas: project.schemas.map(|dir| root.join(dir)),
@@ -140,16 +212,105 @@ impl Config {
             } else {
                 Unschematized::Deny
             },
-            fleet: project
-                .fleet
-                .and_then(|fleet| fleet.snapshot)
-                .map(|snapshot| root.join(snapshot)),
+            fleet,
+            environments,
+            environment: cli.env.clone(),
+            terminal: Terminal {
+                color_stdout: color(std::io::stdout().is_terminal()),
+                color_stderr: color(std::io::stderr().is_terminal()),
+                interactive: std::io::stdin().is_terminal(),
+                progress: std::io::stderr().is_terminal(),
+            },
             root,
             error_format: cli.error_format,
-            color_stderr: color(std::io::stderr().is_terminal()),
-            color_stdout: color(std::io::stdout().is_terminal()),
         })
     }
+}
+
+impl Config {
+    /// A project at `root` with every default: policies in `policies/`, no
+    /// fleet, the `local` environment in `.twinops/local.db`, no colour, no
+    /// terminal.
+    #[must_use]
+    pub fn defaults(root: &Path) -> Self {
+        let local = Environment {
+            name: DEFAULT_ENVIRONMENT.to_owned(),
+            hub: HubLocation::Local {
+                database: root.join(".twinops/local.db"),
+                seed: None,
+            },
+            create_modules: false,
+        };
+        Self {
+            root: root.to_path_buf(),
+            policies: root.join("policies"),
+            schemas: None,
+            unschematized: Unschematized::Deny,
+            fleet: None,
+            environments: BTreeMap::from([(DEFAULT_ENVIRONMENT.to_owned(), local)]),
+            environment: DEFAULT_ENVIRONMENT.to_owned(),
+            terminal: Terminal::default(),
+            error_format: ErrorFormat::Human,
+        }
+    }
+
+    /// The environment chosen with `--env`.
+    ///
+    /// # Errors
+    /// An operational diagnostic naming the known environments.
+    pub fn chosen_environment(&self) -> Result<&Environment, Box<Diagnostic>> {
+        self.environments.get(&self.environment).ok_or_else(|| {
+            let names: Vec<&str> = self.environments.keys().map(String::as_str).collect();
+            let help = crate::diag::did_you_mean(&self.environment, names.iter().copied())
+                .map_or_else(
+                    || format!("environments in `{PROJECT_FILE}`: {}", names.join(", ")),
+                    |near| format!("did you mean `{near}`?"),
+                );
+            Box::new(operational(
+                format!("no environment `{}` in `{PROJECT_FILE}`", self.environment),
+                Some(&help),
+            ))
+        })
+    }
+}
+
+/// The environments of the project file, plus the default `local` one when
+/// the file does not name it.
+fn environments(
+    sections: BTreeMap<String, EnvironmentSection>,
+    root: &Path,
+    fleet: Option<&PathBuf>,
+) -> BTreeMap<String, Environment> {
+    let mut environments: BTreeMap<String, Environment> = sections
+        .into_iter()
+        .map(|(name, section)| {
+            let EnvironmentSection::Local {
+                database,
+                seed,
+                create_modules,
+            } = section;
+            let environment = Environment {
+                name: name.clone(),
+                hub: HubLocation::Local {
+                    database: root.join(database),
+                    seed: seed.map(|seed| root.join(seed)),
+                },
+                create_modules,
+            };
+            (name, environment)
+        })
+        .collect();
+    environments
+        .entry(DEFAULT_ENVIRONMENT.to_owned())
+        .or_insert_with(|| Environment {
+            name: DEFAULT_ENVIRONMENT.to_owned(),
+            hub: HubLocation::Local {
+                database: root.join(".twinops/local.db"),
+                seed: fleet.cloned(),
+            },
+            create_modules: false,
+        });
+    environments
 }
 
 fn find_project_file(start: &Path) -> Option<PathBuf> {

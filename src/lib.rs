@@ -5,6 +5,7 @@
 //! Pure stages never print or read the environment; the CLI layer
 //! ([`cli`], [`config`], [`exit`], [`command`], [`render`]) does.
 
+pub mod apply;
 pub mod cli;
 pub mod command;
 pub mod compile;
@@ -14,7 +15,9 @@ pub mod exit;
 pub mod fleet;
 pub mod hub;
 pub mod load;
+pub mod plan;
 pub mod query;
 pub mod render;
 pub mod schema;
+pub mod status;
 pub mod validate;

@@ -18,7 +18,14 @@ fn main() -> ExitCode {
     let (status, config) = match Config::resolve(&cli, &cwd) {
         Ok(config) => {
             let mut stdout = std::io::stdout().lock();
-            let status = command::run(&cli.command, &config, &mut sources, &mut diags, &mut stdout)
+            let mut stderr = std::io::stderr();
+            let mut stdin = std::io::stdin().lock();
+            let mut io = command::Io {
+                out: &mut stdout,
+                err: &mut stderr,
+                input: &mut stdin,
+            };
+            let status = command::run(&cli.command, &config, &mut sources, &mut diags, &mut io)
                 .unwrap_or_else(|failure| {
                     diags.push(*failure);
                     ExitStatus::OperationalError
@@ -37,7 +44,7 @@ fn main() -> ExitCode {
         }
     };
     let error_format = config.as_ref().map_or(cli.error_format, |c| c.error_format);
-    let color = config.as_ref().is_some_and(|c| c.color_stderr);
+    let color = config.as_ref().is_some_and(|c| c.terminal.color_stderr);
     let sorted = diags.into_sorted();
     let mut stderr = std::io::stderr().lock();
     let rendered = match error_format {

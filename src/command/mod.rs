@@ -2,14 +2,19 @@
 //! No rules live here; shared steps (load the project, read the fleet) are
 //! the functions below.
 
+mod apply;
 mod compile;
+mod environment;
+mod plan;
 mod schema;
+mod snapshots;
+mod status;
 mod validate;
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::Path;
 
-use crate::cli::Command;
+use crate::cli::{Command, HubCommand};
 use crate::config::{Config, operational};
 use crate::diag::{Diagnostic, Diagnostics, FileId, SourceFile, SourceMap};
 use crate::exit::ExitStatus;
@@ -22,17 +27,29 @@ use crate::validate::{self as validate_stage, PolicySet};
 /// An operational failure: a span-less diagnostic, boxed.
 pub type Failure = Box<Diagnostic>;
 
-/// Runs one subcommand; user problems go to `diags`, the result to `out`.
+/// The streams a command talks through.
+pub struct Io<'a> {
+    /// The result.
+    pub out: &'a mut dyn Write,
+    /// Logs and prompts (diagnostics are rendered by the caller).
+    pub err: &'a mut dyn Write,
+    /// Answers to prompts.
+    pub input: &'a mut dyn BufRead,
+}
+
+/// Runs one subcommand; user problems go to `diags`, the result to `io.out`.
 ///
 /// # Errors
-/// An operational failure (a file, the fleet), as a span-less diagnostic.
+/// An operational failure (a file, the fleet, the hub), as a span-less
+/// diagnostic.
 pub fn run(
     command: &Command,
     config: &Config,
     sources: &mut SourceMap,
     diags: &mut Diagnostics,
-    out: &mut dyn Write,
+    io: &mut Io<'_>,
 ) -> Result<ExitStatus, Failure> {
+    let out = &mut *io.out;
     match command {
         Command::Validate {
             fleet,
@@ -70,6 +87,41 @@ pub fn run(
                 out,
             )
         }
+        Command::Plan {
+            fleet,
+            out: file,
+            format,
+            detailed_exitcode,
+        } => {
+            let options = plan::Options {
+                fleet: fleet.as_deref(),
+                out: file.as_deref(),
+                format: *format,
+                detailed_exitcode: *detailed_exitcode,
+            };
+            plan::run(config, &options, sources, diags, io)
+        }
+        Command::Apply {
+            plan,
+            auto_approve,
+            report,
+        } => {
+            let options = apply::Options {
+                plan: plan.as_deref(),
+                auto_approve: *auto_approve,
+                report: report.as_deref(),
+            };
+            apply::run(config, &options, sources, diags, io)
+        }
+        Command::Status {
+            fleet,
+            twins,
+            format,
+        } => status::run(config, fleet.as_deref(), *twins, *format, io),
+        Command::Snapshot { out: file } => snapshots::export(config, file, io),
+        Command::Hub {
+            command: HubCommand::Import { file },
+        } => snapshots::import(config, file, io),
         Command::Schema { name } => schema::run(name.as_deref(), out),
     }
 }

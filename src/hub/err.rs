@@ -16,9 +16,97 @@ pub struct SnapshotLineError {
     pub reason: String,
 }
 
-/// A hub could not be read.
+/// A hub could not be read or written.
 #[derive(Debug, Error, Diagnostic)]
 pub enum HubError {
+    /// No device with that id (IoT Hub 404001).
+    #[error("device `{device}` not found")]
+    #[diagnostic(code(twinops::hub::device_not_found))]
+    DeviceNotFound {
+        /// The device id.
+        device: String,
+    },
+    /// The device has no such module (IoT Hub 404010).
+    #[error("module `{module}` not found on device `{device}`")]
+    #[diagnostic(code(twinops::hub::module_not_found))]
+    ModuleNotFound {
+        /// The device id.
+        device: String,
+        /// The module id.
+        module: String,
+    },
+    /// The module identity exists already (IoT Hub 409301).
+    #[error("module `{module}` already exists on device `{device}`")]
+    #[diagnostic(code(twinops::hub::module_exists))]
+    ModuleExists {
+        /// The device id.
+        device: String,
+        /// The module id.
+        module: String,
+    },
+    /// `If-Match` did not match (IoT Hub 412001): the twin changed.
+    #[error("twin `{twin}` changed: expected etag `{expected}`, found `{actual}`")]
+    #[diagnostic(code(twinops::hub::precondition_failed))]
+    PreconditionFailed {
+        /// The twin.
+        twin: String,
+        /// The etag sent.
+        expected: String,
+        /// The twin's etag now.
+        actual: String,
+    },
+    /// The write breaks IoT Hub's twin rules (IoT Hub 400004); nothing was written.
+    #[error("twin `{twin}`: {reason}")]
+    #[diagnostic(code(twinops::hub::invalid_twin))]
+    InvalidTwin {
+        /// The twin.
+        twin: String,
+        /// Which rule.
+        reason: String,
+    },
+    /// An import met a twin the hub already holds (or the fleet gives twice);
+    /// nothing was imported.
+    #[error("twin `{twin}` already exists in the local hub; nothing was imported")]
+    #[diagnostic(
+        code(twinops::hub::twin_exists),
+        help(
+            "an import only adds twins: import into a new hub file, or remove the twin from the snapshot"
+        )
+    )]
+    TwinExists {
+        /// The twin.
+        twin: String,
+    },
+    /// A fleet snapshot could not be written.
+    #[error("cannot write fleet snapshot: {reason}")]
+    #[diagnostic(code(twinops::hub::export))]
+    Export {
+        /// What the OS said.
+        reason: String,
+    },
+    /// The database file is not a twinops local hub.
+    #[error("`{path}` is not a twinops local hub: {reason}")]
+    #[diagnostic(
+        code(twinops::hub::not_a_hub),
+        help(
+            "point the environment's `database` at a twinops hub file, or at a path that does not exist yet"
+        )
+    )]
+    NotAHub {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The storage failed (SQLite, disk).
+    #[error("local hub `{path}`: {reason}")]
+    #[diagnostic(code(twinops::hub::storage))]
+    Storage {
+        /// The database file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
     /// The snapshot file could not be read.
     #[error("cannot read fleet snapshot `{path}`: {reason}")]
     #[diagnostic(code(twinops::hub::io))]

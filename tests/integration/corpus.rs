@@ -50,13 +50,12 @@ fn validate(config: &Config) -> Outcome {
         no_fleet: config.fleet.is_none(),
         format: ValidateFormat::Human,
     };
-    let status = command::run(
-        &command,
-        config,
-        &mut sources,
-        &mut diags,
-        &mut std::io::sink(),
-    )
+    let mut io = command::Io {
+        out: &mut std::io::sink(),
+        err: &mut std::io::sink(),
+        input: &mut std::io::empty(),
+    };
+    let status = command::run(&command, config, &mut sources, &mut diags, &mut io)
     .unwrap_or_else(|failure| {
         diags.push(*failure);
         ExitStatus::OperationalError
@@ -75,14 +74,10 @@ fn config(
     unschematized: Unschematized,
 ) -> Config {
     Config {
-        root: stage.to_path_buf(),
         policies,
-        schemas: None,
         unschematized,
         fleet,
-        error_format: ErrorFormat::Human,
-        color_stderr: false,
-        color_stdout: false,
+        ..Config::defaults(stage)
     }
 }
 
@@ -127,6 +122,7 @@ fn run_case(path: &Path) -> Outcome {
                 config: Some(path.to_path_buf()),
                 error_format: ErrorFormat::Human,
                 color: ColorChoice::Never,
+                env: "local".to_owned(),
                 command: Command::Schema { name: None },
             };
             match Config::resolve(&cli, stage) {

@@ -1,11 +1,14 @@
 //! Fixture fleets: `tests/fixtures/fleets/<scenario>/` holds a one-line
 //! `README.md` saying what it proves, `policies/`, `live.ndjson` (a fleet
-//! snapshot) and optionally a `twinops.toml`. Each is validated and compiled
-//! through the real commands; the compiled output is a reviewed snapshot.
+//! snapshot) and optionally a `twinops.toml`. Each is validated, compiled and
+//! planned (human, JSON and Markdown) through the real commands; every
+//! output is a reviewed snapshot.
 
 use std::path::Path;
 
-use twinops::cli::{Cli, ColorChoice, Command, ErrorFormat, OutputFormat, ValidateFormat};
+use twinops::cli::{
+    Cli, ColorChoice, Command, ErrorFormat, OutputFormat, PlanFormat, ValidateFormat,
+};
 use twinops::command;
 use twinops::config::Config;
 use twinops::diag::{Diagnostics, SourceMap};
@@ -18,20 +21,12 @@ fn scenario_config(dir: &Path) -> Config {
         config: project.exists().then(|| project.clone()),
         error_format: ErrorFormat::Human,
         color: ColorChoice::Never,
+        env: "local".to_owned(),
         command: Command::Schema { name: None },
     };
     let mut config = match Config::resolve(&cli, dir) {
         Ok(config) if project.exists() => config,
-        _ => Config {
-            root: dir.to_path_buf(),
-            policies: dir.join("policies"),
-            schemas: None,
-            unschematized: twinops::validate::Unschematized::Deny,
-            fleet: None,
-            error_format: ErrorFormat::Human,
-            color_stderr: false,
-            color_stdout: false,
-        },
+        _ => Config::defaults(dir),
     };
     config.fleet = Some(dir.join("live.ndjson"));
     config
@@ -41,7 +36,13 @@ fn run(config: &Config, command: &Command) -> (ExitStatus, String, String) {
     let mut sources = SourceMap::new();
     let mut diags = Diagnostics::new();
     let mut out = Vec::new();
-    let status = command::run(command, config, &mut sources, &mut diags, &mut out).unwrap_or_else(
+    let mut log = Vec::new();
+    let mut io = command::Io {
+        out: &mut out,
+        err: &mut log,
+        input: &mut std::io::empty(),
+    };
+    let status = command::run(command, config, &mut sources, &mut diags, &mut io).unwrap_or_else(
         |failure| {
             diags.push(*failure);
             ExitStatus::OperationalError
@@ -84,11 +85,43 @@ fn every_fixture_fleet_compiles_as_reviewed() {
         settings.set_snapshot_path("../snapshots/fleets");
         settings.set_prepend_module_to_snapshot(false);
         settings.set_description(what.trim());
+        settings.add_filter(
+            r#""policySet": "[0-9a-f]{16}""#,
+            r#""policySet": "[digest]""#,
+        );
+        settings.add_filter(
+            r#""checksum": "[0-9a-f]{64}""#,
+            r#""checksum": "[checksum]""#,
+        );
+        let plan = |format: PlanFormat| {
+            let (status, text, log) = run(
+                &config,
+                &Command::Plan {
+                    fleet: config.fleet.clone(),
+                    out: None,
+                    format,
+                    detailed_exitcode: true,
+                },
+            );
+            assert!(
+                matches!(status, ExitStatus::Success | ExitStatus::Changes),
+                "{log}"
+            );
+            text
+        };
+        let (human, json, markdown) = (
+            plan(PlanFormat::Human),
+            plan(PlanFormat::Json),
+            plan(PlanFormat::Markdown),
+        );
         settings.bind(|| {
             insta::assert_snapshot!(
                 "compile",
                 format!("{validated}{warnings}---- compile ----\n{compiled}")
             );
+            insta::assert_snapshot!("plan", human);
+            insta::assert_snapshot!("plan-markdown", markdown);
+            insta::assert_snapshot!("plan-json", json);
         });
     });
 }

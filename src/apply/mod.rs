@@ -1,0 +1,179 @@
+//! Apply: [`Plan`] × [`Hub`] → [`ApplyReport`].
+//!
+//! Each twin's patch is sent with `If-Match` set to the etag it was planned
+//! against, so a twin changed since the plan is never overwritten: it is
+//! reported stale, with what changed, and left alone. One bad twin never
+//! stops the run. Modules to create are created first. Draws nothing:
+//! progress goes to a callback.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::hub::{Hub, HubError, TwinId};
+use crate::plan::{Action, Plan, TwinPlan};
+
+/// What happened to one twin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum Outcome {
+    /// Written; the twin's new etag.
+    Applied {
+        /// The etag after the write.
+        etag: String,
+    },
+    /// Changed since the plan; left untouched.
+    Stale {
+        /// What changed, in words.
+        changed: Vec<String>,
+    },
+    /// The hub refused or failed.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The result for one twin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TwinReport {
+    /// The twin.
+    #[serde(flatten)]
+    pub id: TwinId,
+    /// What was planned.
+    pub action: Action,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// The result of an apply, one row per planned twin.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    /// Per twin, in plan order.
+    pub twins: Vec<TwinReport>,
+}
+
+impl ApplyReport {
+    /// How many twins ended with `outcome`'s variant.
+    #[must_use]
+    pub fn count(&self, matches: impl Fn(&Outcome) -> bool) -> usize {
+        self.twins
+            .iter()
+            .filter(|twin| matches(&twin.outcome))
+            .count()
+    }
+
+    /// Whether every twin was applied.
+    #[must_use]
+    pub fn succeeded(&self) -> bool {
+        self.twins
+            .iter()
+            .all(|twin| matches!(twin.outcome, Outcome::Applied { .. }))
+    }
+}
+
+/// Applies every twin of `plan` to `hub`; `progress` is called after each.
+pub async fn execute(
+    plan: &Plan,
+    hub: &impl Hub,
+    progress: &mut (dyn FnMut(usize) + Send),
+) -> ApplyReport {
+    let mut report = ApplyReport::default();
+    for (done, twin) in plan.changes.iter().enumerate() {
+        let outcome = apply_one(twin, hub).await;
+        report.twins.push(TwinReport {
+            id: twin.id(),
+            action: twin.action,
+            outcome,
+        });
+        progress(done + 1);
+    }
+    report
+}
+
+async fn apply_one(twin: &TwinPlan, hub: &impl Hub) -> Outcome {
+    let id = twin.id();
+    let etag = if twin.action == Action::Create {
+        match create(&id, hub).await {
+            Ok(etag) => Some(etag),
+            Err(reason) => return Outcome::Failed { reason },
+        }
+    } else {
+        twin.etag.clone()
+    };
+    match hub.patch(&id, &twin.patch, etag.as_deref()).await {
+        Ok(written) => Outcome::Applied {
+            etag: written
+                .json
+                .get("etag")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        },
+        Err(HubError::PreconditionFailed { .. }) => Outcome::Stale {
+            changed: what_changed(twin, hub).await,
+        },
+        Err(error) => Outcome::Failed {
+            reason: error.to_string(),
+        },
+    }
+}
+
+/// Creates a module identity; one that exists already (a run that stopped
+/// after creating it) is taken as it is, at its current etag.
+async fn create(id: &TwinId, hub: &impl Hub) -> Result<String, String> {
+    let module = id.module_id.as_deref().unwrap_or_default();
+    let created = match hub.create_module(&id.device_id, module).await {
+        Ok(twin) => twin,
+        Err(HubError::ModuleExists { .. }) => {
+            hub.twin(id).await.map_err(|error| error.to_string())?
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    Ok(created
+        .json
+        .get("etag")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// For a stale twin: which planned leaves no longer hold the value the plan
+/// saw, else that something else on the twin changed.
+async fn what_changed(twin: &TwinPlan, hub: &impl Hub) -> Vec<String> {
+    let Ok(now) = hub.twin(&twin.id()).await else {
+        return vec!["the twin changed and could not be read again".to_owned()];
+    };
+    let desired = now.json.pointer("/properties/desired");
+    let mut changed: Vec<String> = twin
+        .changes
+        .iter()
+        .filter_map(|leaf| {
+            let current = desired.and_then(|d| d.pointer(&leaf.path));
+            (current != leaf.before.as_ref()).then(|| {
+                let show = |value: Option<&Value>| {
+                    value.map_or_else(|| "absent".to_owned(), Value::to_string)
+                };
+                format!(
+                    "{}: planned from {}, now {}",
+                    leaf.path,
+                    show(leaf.before.as_ref()),
+                    show(current)
+                )
+            })
+        })
+        .collect();
+    if changed.is_empty() {
+        let etag = now
+            .json
+            .get("etag")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        changed.push(format!(
+            "the twin was written since the plan (etag `{}` is now `{etag}`), outside the planned leaves",
+            twin.etag.as_deref().unwrap_or_default()
+        ));
+    }
+    changed
+}

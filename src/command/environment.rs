@@ -1,0 +1,118 @@
+//! Opening the chosen environment's hub, creating and seeding a local hub on
+//! first use, and the async runtime hub commands run on.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::command::Failure;
+use crate::config::{Config, Environment, HubLocation, operational};
+use crate::diag::{Diagnostic, Severity};
+use crate::hub::local::LocalHub;
+use crate::hub::{HubError, snapshot};
+use crate::load;
+
+/// Whether a fresh local hub is loaded with the environment's seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Seed {
+    /// Seed a hub created now (plan, apply, status, snapshot).
+    OnCreate,
+    /// Never (`hub import` brings its own twins).
+    Never,
+}
+
+/// A hub error as an operational failure.
+pub(super) fn hub_failure(error: &HubError) -> Failure {
+    Failure::new(Diagnostic::from_error(error, Severity::Error))
+}
+
+/// Runs `work` to completion on a single-threaded runtime.
+pub(super) fn block_on<T>(work: impl Future<Output = T>) -> Result<T, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            Failure::new(operational(
+                format!("cannot start the async runtime: {error}"),
+                None,
+            ))
+        })?;
+    Ok(runtime.block_on(work))
+}
+
+/// Opens the chosen environment's hub.
+pub(super) fn open(
+    config: &Config,
+    seed: Seed,
+    log: &mut dyn Write,
+) -> Result<(Environment, LocalHub), Failure> {
+    let environment = config.chosen_environment()?.clone();
+    let HubLocation::Local {
+        database,
+        seed: seed_file,
+    } = &environment.hub;
+    let fresh = !database.exists();
+    if fresh {
+        if let Some(parent) = database.parent() {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                Failure::new(operational(
+                    format!("cannot create `{}`: {error}", parent.display()),
+                    None,
+                ))
+            })?;
+        }
+    }
+    let hub = LocalHub::open(database).map_err(|error| hub_failure(&error))?;
+    if let (true, Seed::OnCreate, Some(seed_file)) = (fresh, seed, seed_file) {
+        if let Err(failure) = seed_hub(config, &hub, seed_file, database, log) {
+            drop(hub);
+            remove_database(database);
+            return Err(failure);
+        }
+    }
+    Ok((environment, hub))
+}
+
+fn seed_hub(
+    config: &Config,
+    hub: &LocalHub,
+    seed: &Path,
+    database: &Path,
+    log: &mut dyn Write,
+) -> Result<(), Failure> {
+    let shown = load::display_path(&config.root, seed);
+    let fleet = snapshot::read(seed, &shown).map_err(|error| hub_failure(&error))?;
+    let count = hub.import(&fleet).map_err(|error| hub_failure(&error))?;
+    let _ = writeln!(
+        log,
+        "Created local hub `{}` with {count} twins from `{shown}`.",
+        load::display_path(&config.root, database)
+    );
+    Ok(())
+}
+
+/// Removes a database that could not be seeded, so that the next run seeds
+/// it again instead of finding an empty hub.
+fn remove_database(database: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut path = database.as_os_str().to_owned();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so that
+/// a crash never leaves half a file.
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".tmp-{}", std::process::id()));
+    let temporary = std::path::PathBuf::from(temporary);
+    std::fs::write(&temporary, bytes)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|error| {
+            let _ = std::fs::remove_file(&temporary);
+            Failure::new(operational(
+                format!("cannot write `{}`: {error}", path.display()),
+                None,
+            ))
+        })
+}

@@ -1,0 +1,105 @@
+//! `twinops plan`: what apply would change on each twin, and why.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::cli::PlanFormat;
+use crate::command::environment::{self, Seed, block_on, hub_failure};
+use crate::command::{Failure, Io, load_project, read_fleet, written};
+use crate::compile;
+use crate::config::Config;
+use crate::diag::{Diagnostics, SourceMap};
+use crate::exit::ExitStatus;
+use crate::hub::{self, Hub, local::LocalHub};
+use crate::plan::{self, Context, Origin, Plan, saved};
+use crate::render;
+
+/// A plan, and the hub it was made against (none for a snapshot).
+pub(super) struct Planned {
+    pub(super) plan: Plan,
+    pub(super) hub: Option<LocalHub>,
+}
+
+/// Loads, compiles and plans; `None` when the policies are invalid.
+pub(super) fn make(
+    config: &Config,
+    fleet_file: Option<&Path>,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+    log: &mut dyn Write,
+) -> Result<Option<Planned>, Failure> {
+    let project = load_project(config, sources, diags)?;
+    if diags.has_errors() {
+        return Ok(None);
+    }
+    let (fleet, hub, create_modules) = if let Some(path) = fleet_file {
+        (read_fleet(config, path)?, None, false)
+    } else {
+        let (environment, hub) = environment::open(config, Seed::OnCreate, log)?;
+        let fleet = block_on(hub::read_fleet(&hub))?.map_err(|error| hub_failure(&error))?;
+        (fleet, Some(hub), environment.create_modules)
+    };
+    let desired = compile::fleet(&project.policies, &project.schemas, &fleet, diags);
+    if diags.has_errors() {
+        return Ok(None);
+    }
+    let context = Context {
+        origin: Origin {
+            hub: hub.as_ref().map(LocalHub::identity),
+            policy_set: plan::policy_set_digest(&project.policies, &project.schemas),
+        },
+        create_modules,
+    };
+    let plan = plan::diff(
+        &desired,
+        &fleet,
+        &project.policies,
+        &project.schemas,
+        sources,
+        &context,
+    );
+    Ok(Some(Planned { plan, hub }))
+}
+
+/// Options of `twinops plan`.
+pub(super) struct Options<'a> {
+    pub(super) fleet: Option<&'a Path>,
+    pub(super) out: Option<&'a Path>,
+    pub(super) format: PlanFormat,
+    pub(super) detailed_exitcode: bool,
+}
+
+pub(super) fn run(
+    config: &Config,
+    options: &Options<'_>,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+    io: &mut Io<'_>,
+) -> Result<ExitStatus, Failure> {
+    let Some(Planned { plan, .. }) = make(config, options.fleet, sources, diags, io.err)? else {
+        return Ok(ExitStatus::InvalidPolicies);
+    };
+    let apply = match options.out {
+        Some(path) => format!("twinops apply {}", path.display()),
+        None => format!("twinops apply --env {}", config.environment),
+    };
+    written(match options.format {
+        PlanFormat::Human => render::plan_human(io.out, &plan, config.terminal.color_stdout),
+        PlanFormat::Json => render::plan_json(io.out, &plan),
+        PlanFormat::Markdown => render::plan_markdown(io.out, &plan, &apply),
+    })?;
+    if let Some(path) = options.out {
+        let text = serde_json::to_string_pretty(&saved::to_json(&plan)).unwrap_or_default();
+        environment::write_atomically(path, text.as_bytes())?;
+        let _ = writeln!(
+            io.err,
+            "Saved the plan to `{}`; apply it with `{apply}`.",
+            path.display()
+        );
+    }
+    Ok(if options.detailed_exitcode && !plan.changes.is_empty() {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    })
+}

@@ -1,0 +1,35 @@
+//! `twinops snapshot --out FILE` and `twinops hub import FILE`: fleet
+//! snapshots out of and into the environment's hub.
+
+use std::path::Path;
+
+use crate::command::environment::{self, Seed, hub_failure};
+use crate::command::{Failure, Io};
+use crate::config::Config;
+use crate::exit::ExitStatus;
+use crate::hub::snapshot;
+use crate::load;
+
+/// Exports every twin as NDJSON, written whole or not at all.
+pub(super) fn export(config: &Config, out: &Path, io: &mut Io<'_>) -> Result<ExitStatus, Failure> {
+    let (_, hub) = environment::open(config, Seed::OnCreate, io.err)?;
+    let mut text = Vec::new();
+    hub.export(&mut text).map_err(|error| hub_failure(&error))?;
+    environment::write_atomically(out, &text)?;
+    let _ = writeln!(io.err, "Wrote `{}`.", out.display());
+    Ok(ExitStatus::Success)
+}
+
+/// Imports a snapshot into the local hub, all or nothing.
+pub(super) fn import(config: &Config, file: &Path, io: &mut Io<'_>) -> Result<ExitStatus, Failure> {
+    let shown = load::display_path(&config.root, file);
+    let fleet = snapshot::read(file, &shown).map_err(|error| hub_failure(&error))?;
+    let (environment, hub) = environment::open(config, Seed::Never, io.err)?;
+    let count = hub.import(&fleet).map_err(|error| hub_failure(&error))?;
+    let _ = writeln!(
+        io.out,
+        "Imported {count} twins from `{shown}` into environment `{}`.",
+        environment.name
+    );
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,504 @@
+//! Plan: what must change on each twin so the hub matches the policies.
+//!
+//! [`diff`] takes the compiled [`DesiredFleet`] and the live [`Fleet`] and
+//! gives, per twin, a JSON merge patch, the etag it was computed against, and
+//! a reason per changed leaf. It writes only properties twinops manages
+//! (recorded in `tags.twinops`, [`ownership`]), prunes managed properties no
+//! policy sets any more, restores drifted ones, completes `whole` objects,
+//! and reports missing modules and twins whose devices lag behind. Pure;
+//! order depends only on the input.
+
+pub mod converge;
+mod err;
+pub mod ownership;
+pub mod patch;
+pub mod saved;
+
+pub use converge::Convergence;
+pub use err::PlanFileError;
+
+use std::collections::{BTreeMap, HashMap};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::compile::{Configuration, DesiredFleet, Setter, TwinTarget};
+use crate::diag::SourceMap;
+use crate::fleet::{Fleet, Twin};
+use crate::hub::{HubIdentity, TwinId};
+use crate::schema::{SchemaSet, WriteMode};
+use crate::validate::PolicySet;
+
+use ownership::{Ownership, TAG};
+
+/// What apply does to a twin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Create the module identity, then write its desired properties.
+    Create,
+    /// Change managed desired properties.
+    Update,
+    /// Only record ownership: the twin already holds what the policies say.
+    Adopt,
+    /// No policy targets the twin any more: remove what twinops wrote and
+    /// its ownership tag.
+    Release,
+}
+
+/// What happens to one leaf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// A leaf that is not there yet.
+    Add,
+    /// A leaf whose value changes.
+    Update,
+    /// A leaf that goes away.
+    Remove,
+}
+
+/// Why a leaf changes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Reason {
+    /// A policy sets it.
+    Policy {
+        /// The policy's name.
+        policy: String,
+        /// `file:line:col` of the value in the policy.
+        source: String,
+    },
+    /// A schema default completes a `whole` object.
+    Default {
+        /// The schema's name.
+        schema: String,
+    },
+    /// No policy sets this key of a managed object.
+    Unset,
+    /// No policy sets this managed property on this twin any more.
+    Prune,
+}
+
+/// One changed leaf.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeafChange {
+    /// JSON pointer below `properties.desired`.
+    pub path: String,
+    /// Add, update or remove.
+    pub op: Op,
+    /// The live value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// The value after apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// The planned change of one twin.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TwinPlan {
+    /// The device.
+    pub device_id: String,
+    /// The module; absent for the device twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    /// What apply does.
+    pub action: Action,
+    /// The live etag the patch was computed against (`None` for a module to create).
+    pub etag: Option<String>,
+    /// Managed properties changed outside twinops, restored by this patch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drifted: Vec<String>,
+    /// Changed leaves, by path.
+    pub changes: Vec<LeafChange>,
+    /// The JSON merge patch apply sends.
+    pub patch: Value,
+}
+
+impl TwinPlan {
+    /// The twin's address.
+    #[must_use]
+    pub fn id(&self) -> TwinId {
+        TwinId {
+            device_id: self.device_id.clone(),
+            module_id: self.module_id.clone(),
+        }
+    }
+}
+
+/// Where a plan came from, and what it may be applied to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Origin {
+    /// The hub it was planned against; `None` for a snapshot file.
+    pub hub: Option<HubIdentity>,
+    /// Digest of the policies and schemas it was planned from.
+    pub policy_set: String,
+}
+
+/// Everything that must change, and what is fine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Where the plan came from.
+    pub origin: Origin,
+    /// Twins to change, by device then module.
+    pub changes: Vec<TwinPlan>,
+    /// Targeted or managed twins that already match.
+    pub unchanged: usize,
+    /// Targeted module twins that do not exist and will not be created.
+    pub missing_modules: Vec<TwinId>,
+    /// Unchanged managed twins whose devices have not caught up, by class.
+    pub lagging: BTreeMap<Convergence, Vec<TwinId>>,
+}
+
+impl Plan {
+    /// Twins with drifted properties.
+    #[must_use]
+    pub fn drifted(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|twin| !twin.drifted.is_empty())
+            .count()
+    }
+}
+
+/// What plan needs to know besides policies and twins.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// The plan's origin.
+    pub origin: Origin,
+    /// Whether the environment creates missing modules for every policy.
+    pub create_modules: bool,
+}
+
+/// Plans every twin of `fleet` that a policy targets or twinops manages.
+#[must_use]
+pub fn diff(
+    desired: &DesiredFleet,
+    fleet: &Fleet,
+    policies: &PolicySet,
+    schemas: &SchemaSet,
+    sources: &SourceMap,
+    context: &Context,
+) -> Plan {
+    let targets: HashMap<(&str, Option<&str>), &TwinTarget> = desired
+        .twins
+        .iter()
+        .map(|twin| ((twin.device_id.as_str(), twin.module_id.as_deref()), twin))
+        .collect();
+    let planner = Planner {
+        desired,
+        policies,
+        schemas,
+        sources,
+        context,
+    };
+    let outcomes: Vec<Vec<Outcome>> = fleet
+        .devices
+        .par_iter()
+        .map(|device| {
+            let mut outcomes = Vec::new();
+            for twin in std::iter::once(&device.twin).chain(device.modules.values()) {
+                let target = targets
+                    .get(&(twin.device_id.as_str(), twin.module_id.as_deref()))
+                    .copied();
+                outcomes.extend(planner.existing(twin, target));
+            }
+            for target in targets_of(desired, device.id()).filter(|t| t.module_missing) {
+                outcomes.push(planner.missing(target));
+            }
+            outcomes
+        })
+        .collect();
+    let mut plan = Plan {
+        origin: context.origin.clone(),
+        changes: Vec::new(),
+        unchanged: 0,
+        missing_modules: Vec::new(),
+        lagging: BTreeMap::new(),
+    };
+    for outcome in outcomes.into_iter().flatten() {
+        match outcome {
+            Outcome::Change(twin) => plan.changes.push(*twin),
+            Outcome::Unchanged(None | Some(Convergence::Converged), _) => plan.unchanged += 1,
+            Outcome::Unchanged(Some(class), id) => {
+                plan.unchanged += 1;
+                plan.lagging.entry(class).or_default().push(id);
+            }
+            Outcome::Missing(id) => plan.missing_modules.push(id),
+        }
+    }
+    plan
+}
+
+/// The targets of one device (twins are sorted by device).
+fn targets_of<'d>(
+    desired: &'d DesiredFleet,
+    device: &'d str,
+) -> impl Iterator<Item = &'d TwinTarget> {
+    let start = desired
+        .twins
+        .partition_point(|t| t.device_id.as_str() < device);
+    desired
+        .twins
+        .iter()
+        .skip(start)
+        .take_while(move |t| t.device_id == device)
+}
+
+enum Outcome {
+    Change(Box<TwinPlan>),
+    Unchanged(Option<Convergence>, TwinId),
+    Missing(TwinId),
+}
+
+struct Planner<'a> {
+    desired: &'a DesiredFleet,
+    policies: &'a PolicySet,
+    schemas: &'a SchemaSet,
+    sources: &'a SourceMap,
+    context: &'a Context,
+}
+
+impl Planner<'_> {
+    /// The plan of a twin that exists; nothing for one twinops neither
+    /// targets nor manages.
+    fn existing(&self, twin: &Twin, target: Option<&TwinTarget>) -> Option<Outcome> {
+        let configuration = target.and_then(|t| self.desired.configuration(t));
+        let owned = Ownership::read(&twin.json);
+        if configuration.is_none() && owned.is_none() {
+            return None;
+        }
+        let owned = owned.unwrap_or_default();
+        let live = ownership::live_desired(&twin.json);
+        let empty = Map::new();
+        let wanted = configuration.map_or(&empty, |c| &c.desired);
+
+        let mut desired_patch = Map::new();
+        let mut changes = Vec::new();
+        let mut drifted = Vec::new();
+        for (property, value) in wanted {
+            let current = live.get(property);
+            if current == Some(value) {
+                continue;
+            }
+            if let (Some(recorded), Some(current)) = (owned.managed.get(property), current) {
+                if *recorded != ownership::digest(current) {
+                    drifted.push(property.clone());
+                }
+            }
+            let change = if self.writes_whole(configuration, property) {
+                patch::whole(current, value)
+            } else {
+                patch::merge_diff(current, value).unwrap_or(Value::Null)
+            };
+            desired_patch.insert(property.clone(), change);
+            changes.extend(self.leaf_changes(property, current, Some(value), configuration));
+        }
+        for property in owned.managed.keys().filter(|p| !wanted.contains_key(*p)) {
+            if let Some(current) = live.get(property) {
+                desired_patch.insert(property.clone(), Value::Null);
+                changes.extend(self.leaf_changes(property, Some(current), None, None));
+            }
+        }
+
+        let new_ownership = (!wanted.is_empty()).then(|| Ownership {
+            managed: wanted
+                .iter()
+                .map(|(property, value)| (property.clone(), ownership::digest(value)))
+                .collect(),
+            policy_set: if desired_patch.is_empty() && owned.managed.len() == wanted.len() {
+                owned.policy_set.clone()
+            } else {
+                Some(self.context.origin.policy_set.clone())
+            },
+        });
+        let had_tag = twin.json.pointer(&format!("/tags/{TAG}")).is_some();
+        let ownership_changes = match &new_ownership {
+            Some(new) => Some(new) != Ownership::read(&twin.json).as_ref(),
+            None => had_tag,
+        };
+        let id = TwinId::from(twin);
+        if desired_patch.is_empty() && !ownership_changes {
+            let managed: Vec<&String> = wanted.keys().collect();
+            return Some(Outcome::Unchanged(
+                (!managed.is_empty()).then(|| converge::classify(&twin.json, &managed)),
+                id,
+            ));
+        }
+        let tag_patch = match &new_ownership {
+            Some(new) => {
+                let old = twin.json.pointer(&format!("/tags/{TAG}"));
+                patch::merge_diff(old, &new.to_tag())
+            }
+            None => had_tag.then_some(Value::Null),
+        };
+        let action = if wanted.is_empty() {
+            Action::Release
+        } else if desired_patch.is_empty() {
+            Action::Adopt
+        } else {
+            Action::Update
+        };
+        drifted.sort();
+        Some(Outcome::Change(Box::new(TwinPlan {
+            device_id: id.device_id,
+            module_id: id.module_id,
+            action,
+            etag: twin
+                .json
+                .get("etag")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            drifted,
+            changes,
+            patch: assemble(desired_patch, tag_patch),
+        })))
+    }
+
+    /// A targeted module twin that does not exist.
+    fn missing(&self, target: &TwinTarget) -> Outcome {
+        let id = TwinId {
+            device_id: target.device_id.clone(),
+            module_id: target.module_id.clone(),
+        };
+        let Some(configuration) = self.desired.configuration(target) else {
+            return Outcome::Missing(id);
+        };
+        if !(configuration.create_modules || self.context.create_modules) {
+            return Outcome::Missing(id);
+        }
+        let mut changes = Vec::new();
+        for (property, value) in &configuration.desired {
+            changes.extend(self.leaf_changes(property, None, Some(value), Some(configuration)));
+        }
+        let ownership = Ownership {
+            managed: configuration
+                .desired
+                .iter()
+                .map(|(property, value)| (property.clone(), ownership::digest(value)))
+                .collect(),
+            policy_set: Some(self.context.origin.policy_set.clone()),
+        };
+        Outcome::Change(Box::new(TwinPlan {
+            device_id: id.device_id,
+            module_id: id.module_id,
+            action: Action::Create,
+            etag: None,
+            drifted: Vec::new(),
+            changes,
+            patch: assemble(configuration.desired.clone(), Some(ownership.to_tag())),
+        }))
+    }
+
+    fn writes_whole(&self, configuration: Option<&Configuration>, property: &str) -> bool {
+        let module = configuration.and_then(|c| c.module.as_deref());
+        self.schemas
+            .governing(module, property)
+            .is_some_and(|schema| schema.property.is_some() && schema.write == WriteMode::Whole)
+    }
+
+    /// The leaves of one property that change from `before` to `after`.
+    fn leaf_changes(
+        &self,
+        property: &str,
+        before: Option<&Value>,
+        after: Option<&Value>,
+        configuration: Option<&Configuration>,
+    ) -> Vec<LeafChange> {
+        let base = crate::load::join_pointer("", property);
+        let old = patch::leaves(before, &base);
+        let new = patch::leaves(after, &base);
+        let mut paths: Vec<&String> = old.keys().chain(new.keys()).collect();
+        paths.sort();
+        paths.dedup();
+        paths
+            .into_iter()
+            .filter_map(|path| {
+                let (was, will) = (old.get(path), new.get(path));
+                let op = match (was, will) {
+                    (None, Some(_)) => Op::Add,
+                    (Some(a), Some(b)) if a != b => Op::Update,
+                    (Some(_), None) => Op::Remove,
+                    _ => return None,
+                };
+                let reason = match (will, configuration) {
+                    (Some(_), Some(configuration)) => self.reason(configuration, path),
+                    (None, Some(_)) => Reason::Unset,
+                    _ => Reason::Prune,
+                };
+                Some(LeafChange {
+                    path: path.clone(),
+                    op,
+                    before: was.cloned(),
+                    after: will.cloned(),
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    fn reason(&self, configuration: &Configuration, path: &str) -> Reason {
+        match configuration
+            .provenance
+            .get(path)
+            .map(|origin| &origin.setter)
+        {
+            Some(Setter::Policy(id)) => {
+                self.policies
+                    .get(*id)
+                    .map_or(Reason::Unset, |policy| Reason::Policy {
+                        policy: policy.name.clone(),
+                        source: self.sources.describe(policy.leaf_span(path)),
+                    })
+            }
+            Some(Setter::Default(schema)) => Reason::Default {
+                schema: schema.clone(),
+            },
+            None => Reason::Unset,
+        }
+    }
+}
+
+/// `{"tags": {"twinops": …}, "properties": {"desired": …}}`, leaving out
+/// what does not change.
+fn assemble(desired: Map<String, Value>, tag: Option<Value>) -> Value {
+    let mut patch = Map::new();
+    if let Some(tag) = tag {
+        patch.insert("tags".to_owned(), json!({ TAG: tag }));
+    }
+    if !desired.is_empty() {
+        let mut properties = Map::new();
+        properties.insert("desired".to_owned(), Value::Object(desired));
+        patch.insert("properties".to_owned(), Value::Object(properties));
+    }
+    Value::Object(patch)
+}
+
+/// A digest of everything a plan is computed from: every policy (name,
+/// priority, target, module, `createModules`, desired) and every schema.
+#[must_use]
+pub fn policy_set_digest(policies: &PolicySet, schemas: &SchemaSet) -> String {
+    let policies: Vec<Value> = policies
+        .policies
+        .iter()
+        .map(|policy| {
+            json!([
+                policy.name,
+                policy.priority,
+                policy.target.text,
+                policy.module,
+                policy.create_modules,
+                policy.desired
+            ])
+        })
+        .collect();
+    let schemas: Vec<&Value> = schemas.iter().map(|schema| &schema.json).collect();
+    ownership::digest(&json!([policies, schemas]))
+}

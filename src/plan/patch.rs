@@ -1,0 +1,109 @@
+//! JSON merge patches (RFC 7386) between a live value and a wanted one, and
+//! the leaf-by-leaf differences a plan shows.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::load::join_pointer;
+
+/// The merge patch that turns `live` into `wanted`, or `None` when they are
+/// equal. Objects are patched key by key; anything else is replaced.
+#[must_use]
+pub fn merge_diff(live: Option<&Value>, wanted: &Value) -> Option<Value> {
+    match (live, wanted) {
+        (Some(live), wanted) if live == wanted => None,
+        (Some(Value::Object(live)), Value::Object(wanted)) => {
+            let mut patch = Map::new();
+            for (key, value) in wanted {
+                if let Some(change) = merge_diff(live.get(key), value) {
+                    patch.insert(key.clone(), change);
+                }
+            }
+            for key in live.keys().filter(|key| !wanted.contains_key(*key)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            Some(Value::Object(patch))
+        }
+        _ => Some(wanted.clone()),
+    }
+}
+
+/// The merge patch that turns `live` into `wanted` while carrying every key
+/// of `wanted` (write mode `whole`: the security agents rebuild their whole
+/// configuration from each update, `reference/security-module-twin.md` §7).
+#[must_use]
+pub fn whole(live: Option<&Value>, wanted: &Value) -> Value {
+    match (live, wanted) {
+        (Some(Value::Object(live)), Value::Object(wanted_map)) => {
+            let mut patch: Map<String, Value> = wanted_map
+                .iter()
+                .map(|(key, value)| (key.clone(), whole(live.get(key), value)))
+                .collect();
+            for key in live.keys().filter(|key| !wanted_map.contains_key(*key)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => wanted.clone(),
+    }
+}
+
+/// The leaves of `value` under `pointer`: scalars, arrays and empty objects.
+#[must_use]
+pub fn leaves(value: Option<&Value>, pointer: &str) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    if let Some(value) = value {
+        collect(value, pointer.to_owned(), &mut out);
+    }
+    out
+}
+
+fn collect(value: &Value, pointer: String, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, child) in map {
+                collect(child, join_pointer(&pointer, key), out);
+            }
+        }
+        other => {
+            out.insert(pointer, other.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{leaves, merge_diff, whole};
+
+    #[test]
+    fn merge_diff_sets_changed_keys_and_nulls_removed_ones() {
+        let live = json!({"a": 1, "b": {"x": 1, "y": 2}, "c": 3});
+        let wanted = json!({"a": 1, "b": {"x": 5, "y": 2}, "d": [1]});
+        assert_eq!(
+            merge_diff(Some(&live), &wanted),
+            Some(json!({"b": {"x": 5}, "c": null, "d": [1]}))
+        );
+        assert_eq!(merge_diff(Some(&live), &live), None);
+        assert_eq!(merge_diff(None, &json!(1)), Some(json!(1)));
+    }
+
+    #[test]
+    fn whole_carries_every_wanted_key() {
+        let live = json!({"a": {"value": 1}, "old": {"value": 2}, "b": {"value": 3, "extra": 1}});
+        let wanted = json!({"a": {"value": 1}, "b": {"value": 4}});
+        assert_eq!(
+            whole(Some(&live), &wanted),
+            json!({"a": {"value": 1}, "b": {"value": 4, "extra": null}, "old": null})
+        );
+    }
+
+    #[test]
+    fn leaves_are_keyed_by_pointer() {
+        let found = leaves(Some(&json!({"a": {"b": 1}, "e": {}})), "/p");
+        assert_eq!(found.keys().collect::<Vec<_>>(), ["/p/a/b", "/p/e"]);
+        assert!(leaves(None, "/p").is_empty());
+    }
+}

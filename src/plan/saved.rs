@@ -1,0 +1,127 @@
+//! Saved plans: the plan as a JSON document with a format version and a
+//! checksum, so that apply can refuse one made for another hub or edited by
+//! hand. The same document is `plan --format json`.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::hub::HubIdentity;
+use crate::plan::{Plan, PlanFileError};
+
+/// The plan format this twinops writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// The plan as its JSON document.
+#[must_use]
+pub fn to_json(plan: &Plan) -> Value {
+    let body = serde_json::to_value(plan).unwrap_or(Value::Null);
+    let checksum = checksum(&body);
+    json!({ "format_version": FORMAT_VERSION, "plan": body, "checksum": checksum })
+}
+
+fn checksum(body: &Value) -> String {
+    let canonical = serde_json::to_string(body).unwrap_or_default();
+    crate::plan::ownership::hex(&Sha256::digest(canonical.as_bytes()))
+}
+
+/// Reads a saved plan and checks it may be applied to `hub`.
+///
+/// # Errors
+/// When the text is not a plan, is of another format version, was edited,
+/// or was made for another hub or from a snapshot.
+pub fn from_json(path: &str, text: &str, hub: &HubIdentity) -> Result<Plan, PlanFileError> {
+    let unreadable = |reason: String| PlanFileError::Unreadable {
+        path: path.to_owned(),
+        reason,
+    };
+    let document: Value =
+        serde_json::from_str(text).map_err(|error| unreadable(error.to_string()))?;
+    let version = document
+        .get("format_version")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| unreadable("no `format_version`".to_owned()))?;
+    if version != FORMAT_VERSION {
+        return Err(PlanFileError::Version {
+            path: path.to_owned(),
+            found: version,
+            expected: FORMAT_VERSION,
+        });
+    }
+    let body = document
+        .get("plan")
+        .ok_or_else(|| unreadable("no `plan`".to_owned()))?;
+    let recorded = document.get("checksum").and_then(Value::as_str);
+    if recorded != Some(checksum(body).as_str()) {
+        return Err(PlanFileError::Edited {
+            path: path.to_owned(),
+        });
+    }
+    let plan: Plan =
+        serde_json::from_value(body.clone()).map_err(|error| unreadable(error.to_string()))?;
+    match &plan.origin.hub {
+        None => Err(PlanFileError::FromSnapshot {
+            path: path.to_owned(),
+        }),
+        Some(planned) if planned != hub => Err(PlanFileError::OtherHub {
+            path: path.to_owned(),
+            planned: format!("{} hub `{}`", planned.kind, planned.id),
+            target: format!("{} hub `{}`", hub.kind, hub.id),
+        }),
+        Some(_) => Ok(plan),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{from_json, to_json};
+    use crate::hub::HubIdentity;
+    use crate::plan::{Origin, Plan, PlanFileError};
+
+    fn hub(id: &str) -> HubIdentity {
+        HubIdentity {
+            kind: "local".into(),
+            id: id.into(),
+        }
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            origin: Origin {
+                hub: Some(hub("a")),
+                policy_set: "p".into(),
+            },
+            changes: Vec::new(),
+            unchanged: 3,
+            missing_modules: Vec::new(),
+            lagging: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_edits_other_hubs_and_truncation() {
+        let text = to_json(&plan()).to_string();
+        assert_eq!(from_json("p.json", &text, &hub("a")), Ok(plan()));
+        assert!(matches!(
+            from_json("p.json", &text, &hub("b")),
+            Err(PlanFileError::OtherHub { .. })
+        ));
+        let edited = text.replace("\"unchanged\":3", "\"unchanged\":4");
+        assert_ne!(edited, text);
+        assert!(matches!(
+            from_json("p.json", &edited, &hub("a")),
+            Err(PlanFileError::Edited { .. })
+        ));
+        assert!(matches!(
+            from_json("p.json", &text[..text.len() / 2], &hub("a")),
+            Err(PlanFileError::Unreadable { .. })
+        ));
+        let mut snapshot = plan();
+        snapshot.origin.hub = None;
+        assert!(matches!(
+            from_json("p.json", &to_json(&snapshot).to_string(), &hub("a")),
+            Err(PlanFileError::FromSnapshot { .. })
+        ));
+    }
+}

@@ -1,0 +1,309 @@
+//! `plan` output: terraform-like text, the JSON plan document, and a
+//! Markdown pull-request comment. Twins that change identically are shown
+//! once with a count; the JSON lists every twin.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+
+use serde_json::Value;
+
+use crate::load::pointer_keys;
+use crate::plan::{Action, Convergence, LeafChange, Op, Plan, Reason, TwinPlan, saved};
+
+/// GitHub's limit on a comment body.
+pub const COMMENT_LIMIT: usize = 65_536;
+/// Twin names listed before "and N more".
+const NAMED: usize = 5;
+
+/// Twins that change identically, in plan order of their first twin.
+fn groups(plan: &Plan) -> Vec<Vec<&TwinPlan>> {
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut groups: Vec<Vec<&TwinPlan>> = Vec::new();
+    for twin in &plan.changes {
+        let key =
+            serde_json::to_string(&(&twin.module_id, twin.action, &twin.drifted, &twin.changes))
+                .unwrap_or_default();
+        let next = groups.len();
+        let slot = *index.entry(key).or_insert(next);
+        if slot == groups.len() {
+            groups.push(Vec::new());
+        }
+        if let Some(group) = groups.get_mut(slot) {
+            group.push(twin);
+        }
+    }
+    groups
+}
+
+/// The one-line summary.
+#[must_use]
+pub fn summary(plan: &Plan) -> String {
+    let missing = match plan.missing_modules.len() {
+        0 => String::new(),
+        n => format!(", {n} missing module{}", if n == 1 { "" } else { "s" }),
+    };
+    if plan.changes.is_empty() {
+        return format!(
+            "No changes. Twins match the policies ({} unchanged{missing}).",
+            super::thousands(plan.unchanged)
+        );
+    }
+    let drifted = match plan.drifted() {
+        0 => String::new(),
+        n => format!(" ({n} drifted)"),
+    };
+    format!(
+        "Plan: {} to change{drifted}, {} unchanged{missing}.",
+        super::count(plan.changes.len(), "twin"),
+        super::thousands(plan.unchanged)
+    )
+}
+
+fn twin_names(group: &[&TwinPlan]) -> String {
+    let names: Vec<String> = group.iter().map(|twin| twin.id().display()).collect();
+    let shown = names
+        .iter()
+        .take(NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match names.len().saturating_sub(NAMED) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+fn heading(group: &[&TwinPlan]) -> (char, String) {
+    let Some(first) = group.first() else {
+        return (' ', String::new());
+    };
+    let twin = first.module_id.as_ref().map_or_else(
+        || "device twin".to_owned(),
+        |module| format!("module {module}"),
+    );
+    let count = super::count(group.len(), "twin");
+    let (sign, what) = match first.action {
+        Action::Create => ('+', format!("create {twin} and configure it on {count}")),
+        Action::Update => ('~', format!("update {twin} on {count}")),
+        Action::Adopt => (
+            '~',
+            format!("record ownership of {twin} on {count} (values already match)"),
+        ),
+        Action::Release => (
+            '-',
+            format!("release {twin} on {count} (no policy targets them any more)"),
+        ),
+    };
+    (sign, format!("{what}: {}", twin_names(group)))
+}
+
+fn value(value: Option<&Value>) -> String {
+    value.map_or_else(String::new, Value::to_string)
+}
+
+fn reason(reason: &Reason) -> String {
+    match reason {
+        Reason::Policy { policy, source } => format!("{policy} ({source})"),
+        Reason::Default { schema } => format!("default of schema {schema}"),
+        Reason::Unset => "no policy sets it".to_owned(),
+        Reason::Prune => "no policy sets it any more".to_owned(),
+    }
+}
+
+/// The changed leaves of a group, under a header per desired property.
+fn leaf_lines(changes: &[LeafChange]) -> Vec<(char, String)> {
+    let mut lines = Vec::new();
+    let mut property: Option<String> = None;
+    for change in changes {
+        let keys: Vec<String> = pointer_keys(&change.path).collect();
+        let Some((head, rest)) = keys.split_first() else {
+            continue;
+        };
+        if property.as_ref() != Some(head) && !rest.is_empty() {
+            lines.push((' ', format!("{head}:")));
+            property = Some(head.clone());
+        }
+        let (sign, text) = match change.op {
+            Op::Add => ('+', value(change.after.as_ref())),
+            Op::Update => (
+                '~',
+                format!(
+                    "{} → {}",
+                    value(change.before.as_ref()),
+                    value(change.after.as_ref())
+                ),
+            ),
+            Op::Remove => ('-', value(change.before.as_ref())),
+        };
+        let path = if rest.is_empty() {
+            head.clone()
+        } else {
+            format!("  {}", rest.join("."))
+        };
+        lines.push((
+            sign,
+            format!("{path}: {text}  # {}", reason(&change.reason)),
+        ));
+    }
+    lines
+}
+
+fn paint(sign: char, text: &str, color: bool) -> String {
+    let code = match sign {
+        '+' => "32",
+        '~' => "33",
+        '-' => "31",
+        '!' => "35",
+        _ => return text.to_owned(),
+    };
+    if color {
+        format!("\u{1b}[{code}m{text}\u{1b}[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Lines about twins whose devices lag, and modules that are missing.
+fn notes(plan: &Plan) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (class, twins) in &plan.lagging {
+        let what = match class {
+            Convergence::Pending => "desired not yet reported by the device",
+            Convergence::Differing => "the device reports a different configuration",
+            Convergence::Converged => continue,
+        };
+        let names: Vec<String> = twins
+            .iter()
+            .take(NAMED)
+            .map(crate::hub::TwinId::display)
+            .collect();
+        let more = twins.len().saturating_sub(NAMED);
+        notes.push(format!(
+            "{} unchanged but {what}: {}{}",
+            super::count(twins.len(), "twin"),
+            names.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if !plan.missing_modules.is_empty() {
+        let names: Vec<String> = plan
+            .missing_modules
+            .iter()
+            .take(NAMED)
+            .map(crate::hub::TwinId::display)
+            .collect();
+        let more = plan.missing_modules.len().saturating_sub(NAMED);
+        notes.push(format!(
+            "{} targeted but missing (set `createModules: true` to create them): {}{}",
+            super::count(plan.missing_modules.len(), "module twin"),
+            names.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    notes
+}
+
+/// Terraform-like text.
+///
+/// # Errors
+/// When writing fails.
+pub fn plan_human(out: &mut dyn Write, plan: &Plan, color: bool) -> std::io::Result<()> {
+    for group in groups(plan) {
+        let (sign, title) = heading(&group);
+        writeln!(out, "{}", paint(sign, &format!("{sign} {title}"), color))?;
+        if let Some(first) = group.first() {
+            if !first.drifted.is_empty() {
+                let text = format!(
+                    "! drifted: {} changed outside twinops; restored",
+                    first.drifted.join(", ")
+                );
+                writeln!(out, "    {}", paint('!', &text, color))?;
+            }
+            for (sign, line) in leaf_lines(&first.changes) {
+                writeln!(out, "    {}", paint(sign, &format!("{sign} {line}"), color))?;
+            }
+        }
+        writeln!(out)?;
+    }
+    for note in notes(plan) {
+        writeln!(out, "Note: {note}.")?;
+    }
+    writeln!(out, "{}", summary(plan))
+}
+
+/// The plan document; the same JSON a saved plan holds.
+///
+/// # Errors
+/// When writing fails.
+pub fn plan_json(out: &mut dyn Write, plan: &Plan) -> std::io::Result<()> {
+    super::json(out, &saved::to_json(plan))
+}
+
+/// A pull-request comment: summary first, each group collapsed, the command
+/// to apply, truncated with a note to stay within [`COMMENT_LIMIT`].
+///
+/// # Errors
+/// When writing fails.
+pub fn plan_markdown(out: &mut dyn Write, plan: &Plan, apply_command: &str) -> std::io::Result<()> {
+    let mut head = format!("### twinops plan\n\n**{}**\n\n", summary(plan));
+    for note in notes(plan) {
+        let _ = writeln!(head, "> {note}.");
+    }
+    let footer = format!("\nTo apply: `{apply_command}`\n");
+    let groups = groups(plan);
+    let mut body = String::new();
+    let mut shown = 0;
+    for group in &groups {
+        let (sign, title) = heading(group);
+        let mut section = format!(
+            "<details><summary><code>{sign}</code> {}</summary>\n\n```diff\n",
+            escape(&title)
+        );
+        if let Some(first) = group.first() {
+            if !first.drifted.is_empty() {
+                let _ = writeln!(
+                    section,
+                    "! drifted: {} changed outside twinops; restored",
+                    first.drifted.join(", ")
+                );
+            }
+            for (sign, line) in leaf_lines(&first.changes) {
+                let marker = match sign {
+                    '~' => '!',
+                    other => other,
+                };
+                let _ = writeln!(section, "{marker} {line}");
+            }
+        }
+        section.push_str("```\n\n</details>\n\n");
+        let reserve = 200;
+        if head.len() + body.len() + section.len() + footer.len() + reserve > COMMENT_LIMIT {
+            break;
+        }
+        body.push_str(&section);
+        shown += 1;
+    }
+    if shown < groups.len() {
+        let _ = writeln!(
+            body,
+            "_…{} more group(s) of changes not shown: the comment is limited to {COMMENT_LIMIT} characters. Run `twinops plan` for the whole plan._",
+            groups.len() - shown
+        );
+    }
+    write!(out, "{head}{body}{footer}")
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
