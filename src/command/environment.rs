@@ -39,7 +39,10 @@ pub(super) fn block_on<T>(work: impl Future<Output = T>) -> Result<T, Failure> {
     Ok(runtime.block_on(work))
 }
 
-/// Opens the chosen environment's hub.
+/// Opens the chosen environment's hub. A local hub that does not exist yet
+/// is created; with a seed, it is built and seeded under a temporary name
+/// and renamed into place only once complete, so that a run killed while
+/// seeding leaves no half-seeded hub behind and the next run seeds again.
 pub(super) fn open(
     config: &Config,
     seed: Seed,
@@ -50,8 +53,7 @@ pub(super) fn open(
         database,
         seed: seed_file,
     } = &environment.hub;
-    let fresh = !database.exists();
-    if fresh {
+    if !database.exists() {
         if let Some(parent) = database.parent() {
             std::fs::create_dir_all(parent).map_err(|error| {
                 Failure::new(operational(
@@ -60,15 +62,27 @@ pub(super) fn open(
                 ))
             })?;
         }
-    }
-    let hub = LocalHub::open(database).map_err(|error| hub_failure(&error))?;
-    if let (true, Seed::OnCreate, Some(seed_file)) = (fresh, seed, seed_file) {
-        if let Err(failure) = seed_hub(config, &hub, seed_file, database, log) {
-            drop(hub);
-            remove_database(database);
-            return Err(failure);
+        if let (Seed::OnCreate, Some(seed_file)) = (seed, seed_file) {
+            let mut building = database.as_os_str().to_owned();
+            building.push(format!(".seeding-{}", std::process::id()));
+            let building = std::path::PathBuf::from(building);
+            let seeded = LocalHub::open(&building)
+                .map_err(|error| hub_failure(&error))
+                .and_then(|hub| seed_hub(config, &hub, seed_file, database, log));
+            if let Err(failure) = seeded {
+                remove_database(&building);
+                return Err(failure);
+            }
+            std::fs::rename(&building, database).map_err(|error| {
+                remove_database(&building);
+                Failure::new(operational(
+                    format!("cannot create `{}`: {error}", database.display()),
+                    None,
+                ))
+            })?;
         }
     }
+    let hub = LocalHub::open(database).map_err(|error| hub_failure(&error))?;
     Ok((environment, hub))
 }
 
@@ -90,8 +104,7 @@ fn seed_hub(
     Ok(())
 }
 
-/// Removes a database that could not be seeded, so that the next run seeds
-/// it again instead of finding an empty hub.
+/// Removes a database that could not be seeded, with its journal files.
 fn remove_database(database: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut path = database.as_os_str().to_owned();

@@ -627,12 +627,17 @@ fn read_identity(connection: &Connection, shown: &str) -> Result<String, HubErro
                 |row| row.get(0),
             )
             .optional()
-            .map_err(|error| match error.sqlite_error_code() {
-                // Another application's `meta` table, with other columns.
-                Some(ErrorCode::Unknown) => {
+            .map_err(|error| {
+                // Another application's `meta` table, with other columns: the
+                // query does not compile (rusqlite reports `SqlInputError`,
+                // whose `sqlite_error_code` is `None`).
+                let foreign = matches!(error, rusqlite::Error::SqlInputError { .. })
+                    || error.sqlite_error_code() == Some(ErrorCode::Unknown);
+                if foreign {
                     not_a_hub(shown, "it is an SQLite database of another application")
+                } else {
+                    classify(shown, &error)
                 }
-                _ => classify(shown, &error),
             })
     };
     if read("format")?.as_deref() != Some(FORMAT) {
@@ -678,5 +683,544 @@ fn not_a_hub(shown: &str, reason: &str) -> HubError {
     HubError::NotAHub {
         path: shown.to_owned(),
         reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::{Value, json};
+
+    use super::LocalHub;
+    use crate::fleet::{Device, Fleet, Twin};
+    use crate::hub::model::etag_for;
+    use crate::hub::{Hub, HubError, TwinId, read_fleet, snapshot};
+
+    const DEMO_FLEET: &str = include_str!("../../examples/demo-fleet.ndjson");
+
+    /// A database path under the temp dir, removed (with its WAL files) on drop.
+    struct TempPath(PathBuf);
+
+    impl TempPath {
+        fn new(name: &str) -> Self {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let unique = format!(
+                "twinops-local-{name}-{}-{}-{}.db",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            );
+            Self(std::env::temp_dir().join(unique))
+        }
+
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut path = self.0.clone().into_os_string();
+                path.push(suffix);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    fn device_id(device: &str) -> TwinId {
+        TwinId {
+            device_id: device.to_owned(),
+            module_id: None,
+        }
+    }
+
+    fn module_id(device: &str, module: &str) -> TwinId {
+        TwinId {
+            device_id: device.to_owned(),
+            module_id: Some(module.to_owned()),
+        }
+    }
+
+    /// `devices` devices `dev-0000`…, device `i` with `i % 3` modules.
+    fn generated_fleet(devices: usize) -> Fleet {
+        let mut text = String::new();
+        for at in 0..devices {
+            let device = format!("dev-{at:04}");
+            text.push_str(&json!({ "deviceId": device, "tags": { "n": at } }).to_string());
+            text.push('\n');
+            for module in 0..at % 3 {
+                let line = json!({
+                    "deviceId": device,
+                    "moduleId": format!("m{module}"),
+                    "properties": { "desired": { "k": module }, "reported": { "$version": 1 } },
+                });
+                text.push_str(&line.to_string());
+                text.push('\n');
+            }
+        }
+        snapshot::parse("generated.ndjson", &text).unwrap()
+    }
+
+    fn exported(hub: &LocalHub) -> String {
+        let mut out = Vec::new();
+        hub.export(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn hub_with(temp: &TempPath, fleet: &Fleet) -> LocalHub {
+        let hub = LocalHub::open(temp.path()).unwrap();
+        hub.import(fleet).unwrap();
+        hub
+    }
+
+    #[test]
+    fn creates_a_hub_and_reopens_it_with_the_same_id() {
+        let temp = TempPath::new("reopen");
+        let hub = LocalHub::open(temp.path()).unwrap();
+        let identity = hub.identity();
+        assert_eq!(identity.kind, "local");
+        assert!(uuid::Uuid::parse_str(&identity.id).is_ok(), "{identity:?}");
+        assert!(hub.is_empty().unwrap());
+        drop(hub);
+        let again = LocalHub::open(temp.path()).unwrap();
+        assert_eq!(again.identity(), identity);
+        let other = TempPath::new("reopen-other");
+        assert_ne!(LocalHub::open(other.path()).unwrap().identity(), identity);
+    }
+
+    #[test]
+    fn an_empty_file_becomes_a_hub() {
+        let temp = TempPath::new("empty");
+        std::fs::write(temp.path(), b"").unwrap();
+        assert!(LocalHub::open(temp.path()).unwrap().is_empty().unwrap());
+    }
+
+    fn refusal(path: &Path) -> String {
+        match LocalHub::open(path) {
+            Err(HubError::NotAHub { reason, .. }) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn files_that_are_not_hubs_are_refused_and_left_unchanged() {
+        let text = TempPath::new("text");
+        std::fs::write(text.path(), "deviceId,etag\n".repeat(200)).unwrap();
+        let plain = TempPath::new("plain");
+        let foreign = TempPath::new("foreign");
+        {
+            let connection = rusqlite::Connection::open(plain.path()).unwrap();
+            connection
+                .execute_batch(
+                    "CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');",
+                )
+                .unwrap();
+            let connection = rusqlite::Connection::open(foreign.path()).unwrap();
+            connection
+                .execute_batch("CREATE TABLE meta (key TEXT, value TEXT); INSERT INTO meta VALUES ('format', 'other-app');")
+                .unwrap();
+        }
+        let cases = [
+            (&text, "it is not an SQLite database"),
+            (&plain, "it is an SQLite database without twinops' tables"),
+            (&foreign, "it is an SQLite database of another application"),
+        ];
+        for (temp, expected) in cases {
+            let before = std::fs::read(temp.path()).unwrap();
+            assert_eq!(refusal(temp.path()), expected);
+            assert_eq!(std::fs::read(temp.path()).unwrap(), before, "{expected}");
+        }
+        assert_eq!(refusal(&std::env::temp_dir()), "it is a directory");
+    }
+
+    #[test]
+    fn a_hub_from_a_newer_twinops_is_refused() {
+        let temp = TempPath::new("newer");
+        drop(LocalHub::open(temp.path()).unwrap());
+        {
+            let connection = rusqlite::Connection::open(temp.path()).unwrap();
+            connection
+                .execute(
+                    "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+                    [],
+                )
+                .unwrap();
+        }
+        assert_eq!(
+            refusal(temp.path()),
+            "it was made by a newer twinops (schema version `2`; this one reads `1`)"
+        );
+    }
+
+    #[tokio::test]
+    async fn import_is_all_or_nothing_and_never_replaces() {
+        let temp = TempPath::new("import");
+        let hub = LocalHub::open(temp.path()).unwrap();
+        let fleet = generated_fleet(6);
+        // A fleet built in code can give a twin twice: the duplicate comes
+        // after other twins were inserted, and none of them stays.
+        let mut twice = fleet.clone();
+        twice.devices.push(fleet.devices[2].clone());
+        let Err(HubError::TwinExists { twin }) = hub.import(&twice) else {
+            panic!("expected a duplicate twin");
+        };
+        assert_eq!(twin, "dev-0002");
+        assert!(hub.is_empty().unwrap());
+
+        let mut over_limit = fleet.clone();
+        over_limit.devices[4].twin.json["tags"] = json!({ "bad key": 1 });
+        assert!(matches!(
+            hub.import(&over_limit),
+            Err(HubError::InvalidTwin { .. })
+        ));
+        assert!(hub.is_empty().unwrap());
+
+        assert_eq!(hub.import(&fleet).unwrap(), 6 + (1 + 2) * 2);
+        let before = exported(&hub);
+        let mut again = generated_fleet(8);
+        again.devices.drain(..5);
+        assert_eq!(again.devices[0].id(), "dev-0005");
+        let Err(HubError::TwinExists { twin }) = hub.import(&again) else {
+            panic!("expected an existing twin");
+        };
+        assert_eq!(twin, "dev-0005");
+        assert_eq!(exported(&hub), before);
+    }
+
+    #[tokio::test]
+    async fn import_computes_missing_etags_and_keeps_given_ones() {
+        let temp = TempPath::new("import-etags");
+        let fleet = snapshot::parse("demo-fleet.ndjson", DEMO_FLEET).unwrap();
+        let hub = hub_with(&temp, &fleet);
+        let gateway = hub.twin(&device_id("gateway-ams1-0001")).await.unwrap();
+        assert_eq!(gateway.json, fleet.devices[0].twin.json);
+        // Its etag 3 = desired 1 + 2 tag writes: the next tag write makes 4.
+        let patched = hub
+            .patch(
+                &device_id("gateway-ams1-0001"),
+                &json!({ "tags": { "ring": "broad" } }),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(patched.json["etag"], json!(etag_for(4)));
+        assert_eq!(patched.json["version"], json!(6));
+
+        let bare = TempPath::new("import-bare");
+        let hub = hub_with(&bare, &generated_fleet(2));
+        let twin = hub.twin(&device_id("dev-0001")).await.unwrap();
+        assert_eq!(twin.json["etag"], json!("AAAAAAAAAAE="));
+        assert_eq!(twin.json["version"], json!(2));
+    }
+
+    #[tokio::test]
+    async fn export_round_trips_through_the_snapshot_reader() {
+        let temp = TempPath::new("export");
+        let fleet = snapshot::parse("demo-fleet.ndjson", DEMO_FLEET).unwrap();
+        let hub = hub_with(&temp, &fleet);
+        let text = exported(&hub);
+        assert_eq!(snapshot::parse("export.ndjson", &text).unwrap(), fleet);
+        assert_eq!(
+            text.lines().count(),
+            DEMO_FLEET.lines().filter(|l| !l.trim().is_empty()).count()
+        );
+        let keys: Vec<(String, Option<String>)> = text
+            .lines()
+            .map(|line| {
+                let twin: Value = serde_json::from_str(line).unwrap();
+                let module = twin
+                    .get("moduleId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                (twin["deviceId"].as_str().unwrap().to_owned(), module)
+            })
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert_eq!(read_fleet(&hub).await.unwrap(), fleet);
+    }
+
+    #[tokio::test]
+    async fn pages_cover_every_device_once_with_its_modules() {
+        let temp = TempPath::new("pages");
+        let hub = hub_with(&temp, &generated_fleet(25));
+        // As stored: with the etags and versions the import computed.
+        let fleet = snapshot::parse("export.ndjson", &exported(&hub)).unwrap();
+        for size in [1, 2, 1000] {
+            let mut devices: Vec<Device> = Vec::new();
+            let mut continuation = None;
+            let mut pages = 0;
+            loop {
+                let page = hub.devices(continuation, size).await.unwrap();
+                assert!(page.devices.len() <= size);
+                pages += 1;
+                devices.extend(page.devices);
+                match page.continuation {
+                    Some(next) => continuation = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(devices, fleet.devices, "page size {size}");
+            assert_eq!(pages, 25_usize.div_ceil(size), "page size {size}");
+        }
+        let empty = TempPath::new("pages-empty");
+        let page = LocalHub::open(empty.path())
+            .unwrap()
+            .devices(None, 10)
+            .await
+            .unwrap();
+        assert!(page.devices.is_empty() && page.continuation.is_none());
+    }
+
+    #[tokio::test]
+    async fn patches_honour_if_match() {
+        let temp = TempPath::new("if-match");
+        let hub = hub_with(&temp, &generated_fleet(3));
+        let id = device_id("dev-0001");
+        let first = hub.twin(&id).await.unwrap();
+        let first_etag = first.json["etag"].as_str().unwrap().to_owned();
+        let desired = |value: i64| json!({ "properties": { "desired": { "level": value } } });
+
+        let second = hub
+            .patch(&id, &desired(1), Some(&format!("\"{first_etag}\"")))
+            .await
+            .unwrap();
+        let second_etag = second.json["etag"].as_str().unwrap().to_owned();
+        assert_ne!(second_etag, first_etag);
+        assert_eq!(hub.twin(&id).await.unwrap(), second);
+
+        match hub
+            .patch(&id, &desired(2), Some(&format!("\"{first_etag}\"")))
+            .await
+        {
+            Err(HubError::PreconditionFailed {
+                twin,
+                expected,
+                actual,
+            }) => {
+                assert_eq!(
+                    (twin.as_str(), expected, actual),
+                    ("dev-0001", first_etag.clone(), second_etag.clone())
+                );
+            }
+            other => panic!("expected a failed precondition, got {other:?}"),
+        }
+        assert_eq!(
+            hub.twin(&id).await.unwrap(),
+            second,
+            "a stale patch writes nothing"
+        );
+        assert!(
+            hub.patch(&id, &desired(2), Some(&first_etag))
+                .await
+                .is_err(),
+            "unquoted etags are compared too"
+        );
+
+        let third = hub.patch(&id, &desired(3), None).await.unwrap();
+        let fourth = hub.patch(&id, &desired(4), Some("\"*\"")).await.unwrap();
+        let fifth = hub
+            .patch(
+                &id,
+                &desired(5),
+                Some(fourth.json["etag"].as_str().unwrap()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(third.json["properties"]["desired"]["$version"], json!(3));
+        assert_eq!(fifth.json["properties"]["desired"]["level"], json!(5));
+        assert_eq!(fifth.json["etag"], json!(etag_for(5)));
+    }
+
+    #[tokio::test]
+    async fn tags_and_desired_bump_their_counters_and_survive_reopening() {
+        let temp = TempPath::new("counters");
+        let hub = hub_with(&temp, &generated_fleet(1));
+        let module = hub.create_module("dev-0000", "agent").await.unwrap();
+        assert_eq!(
+            (&module.json["etag"], &module.json["version"]),
+            (&json!(etag_for(1)), &json!(2))
+        );
+        let id = module_id("dev-0000", "agent");
+        let mixed = hub
+            .patch(
+                &id,
+                &json!({ "tags": { "t": 1 }, "properties": { "desired": { "d": 1 } } }),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(mixed.json["properties"]["desired"]["$version"], json!(2));
+        assert_eq!(
+            (&mixed.json["etag"], &mixed.json["version"]),
+            (&json!(etag_for(3)), &json!(4))
+        );
+        assert_eq!(
+            mixed.json["properties"]["desired"]["$metadata"]["d"]["$lastUpdatedVersion"],
+            json!(2)
+        );
+        drop(hub);
+
+        // The tag-write count lives in the database, not the JSON.
+        let hub = LocalHub::open(temp.path()).unwrap();
+        assert_eq!(hub.twin(&id).await.unwrap(), mixed);
+        let tags = hub
+            .patch(&id, &json!({ "tags": { "t": 2 } }), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (&tags.json["etag"], &tags.json["version"]),
+            (&json!(etag_for(4)), &json!(5))
+        );
+    }
+
+    #[tokio::test]
+    async fn replace_swaps_tags_and_desired_properties() {
+        let temp = TempPath::new("replace");
+        let hub = hub_with(&temp, &generated_fleet(3));
+        let id = module_id("dev-0002", "m1");
+        let twin = hub.twin(&id).await.unwrap();
+        let mut body = twin.json.clone();
+        body["tags"] = json!({ "owner": "ops" });
+        body["properties"]["desired"] = json!({ "fresh": true });
+        let stale = twin.json["etag"].as_str().unwrap().to_owned();
+        let replaced = hub.replace(&id, &body, Some(&stale)).await.unwrap();
+        assert_eq!(replaced.json["tags"], json!({ "owner": "ops" }));
+        assert_eq!(replaced.json["properties"]["desired"]["fresh"], json!(true));
+        assert!(replaced.json["properties"]["desired"].get("k").is_none());
+        assert_eq!(hub.twin(&id).await.unwrap(), replaced);
+        assert!(matches!(
+            hub.replace(&id, &body, Some(&stale)).await,
+            Err(HubError::PreconditionFailed { .. })
+        ));
+        assert_eq!(hub.twin(&id).await.unwrap(), replaced);
+    }
+
+    #[tokio::test]
+    async fn create_module_checks_the_device_the_module_and_the_limit() {
+        let temp = TempPath::new("modules");
+        let hub = hub_with(&temp, &generated_fleet(3));
+        let created = hub.create_module("dev-0001", "security").await.unwrap();
+        assert_eq!(created.module_id.as_deref(), Some("security"));
+        assert_eq!(
+            hub.twin(&module_id("dev-0001", "security")).await.unwrap(),
+            created
+        );
+        assert!(matches!(
+            hub.create_module("dev-0001", "security").await,
+            Err(HubError::ModuleExists { device, module }) if device == "dev-0001" && module == "security"
+        ));
+        assert!(matches!(
+            hub.create_module("nope", "security").await,
+            Err(HubError::DeviceNotFound { device }) if device == "nope"
+        ));
+        assert!(matches!(
+            hub.create_module("dev-0001", "").await,
+            Err(HubError::InvalidTwin { .. })
+        ));
+        // dev-0001 has m0 and security; fill it up to 50.
+        for at in 0..48 {
+            hub.create_module("dev-0001", &format!("extra{at}"))
+                .await
+                .unwrap();
+        }
+        match hub.create_module("dev-0001", "one-too-many").await {
+            Err(HubError::InvalidTwin { reason, .. }) => {
+                assert!(reason.contains("50 modules"), "{reason}");
+            }
+            other => panic!("expected the module limit, got {other:?}"),
+        }
+        let page = hub.devices(None, 10).await.unwrap();
+        assert_eq!(page.devices[1].modules.len(), 50);
+    }
+
+    #[tokio::test]
+    async fn missing_devices_and_modules_are_404s() {
+        let temp = TempPath::new("missing");
+        let hub = hub_with(&temp, &generated_fleet(2));
+        let patch = json!({ "tags": { "x": 1 } });
+        let device_missing = |result: Result<Twin, HubError>| matches!(result, Err(HubError::DeviceNotFound { device }) if device == "nope");
+        let module_missing = |result: Result<Twin, HubError>| matches!(result, Err(HubError::ModuleNotFound { device, .. }) if device == "dev-0000");
+        assert!(device_missing(hub.twin(&device_id("nope")).await));
+        assert!(device_missing(hub.twin(&module_id("nope", "m0")).await));
+        assert!(device_missing(
+            hub.patch(&device_id("nope"), &patch, None).await
+        ));
+        assert!(device_missing(
+            hub.replace(&module_id("nope", "m"), &patch, None).await
+        ));
+        assert!(module_missing(hub.twin(&module_id("dev-0000", "m0")).await));
+        assert!(module_missing(
+            hub.patch(&module_id("dev-0000", "m0"), &patch, None).await
+        ));
+        assert!(module_missing(
+            hub.replace(&module_id("dev-0000", "m0"), &patch, None)
+                .await
+        ));
+        // The empty module id is the device twin's row, never a module.
+        assert!(module_missing(hub.twin(&module_id("dev-0000", "")).await));
+    }
+
+    #[tokio::test]
+    async fn writes_that_break_twin_rules_store_nothing() {
+        let temp = TempPath::new("limits");
+        let hub = hub_with(&temp, &generated_fleet(2));
+        let id = device_id("dev-0001");
+        let before = hub.twin(&id).await.unwrap();
+        let invalid =
+            |result: Result<Twin, HubError>| matches!(result, Err(HubError::InvalidTwin { .. }));
+        for patch in [
+            json!({ "properties": { "desired": { "a.b": 1 } } }),
+            json!({ "properties": { "desired": { "ok": 1, "list": [null] } } }),
+            json!({ "tags": { "ok": 1, "big": "x".repeat(8200) } }),
+            json!({ "properties": { "desired": { "$version": 9 } } }),
+            json!({ "status": "disabled" }),
+        ] {
+            assert!(invalid(hub.patch(&id, &patch, None).await), "{patch}");
+        }
+        for body in [
+            json!({ "properties": { "desired": { "a.b": 1 } } }),
+            json!({ "tags": { "big": "x".repeat(8200) } }),
+            json!({ "tags": { "list": [null] } }),
+        ] {
+            assert!(invalid(hub.replace(&id, &body, None).await), "{body}");
+        }
+        assert_eq!(hub.twin(&id).await.unwrap(), before);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_handles_on_one_file_lose_no_write() {
+        let temp = TempPath::new("concurrent");
+        drop(hub_with(&temp, &generated_fleet(1)));
+        let mut tasks = Vec::new();
+        for writer in 0..4 {
+            let hub = LocalHub::open(temp.path()).unwrap();
+            tasks.push(tokio::spawn(async move {
+                for at in 0..25 {
+                    let patch = json!({ "tags": { format!("w{writer}"): at } });
+                    hub.patch(&device_id("dev-0000"), &patch, None)
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let hub = LocalHub::open(temp.path()).unwrap();
+        let twin = hub.twin(&device_id("dev-0000")).await.unwrap();
+        // The import's twin had etag 1 (desired 1, no tag writes); 100 tag writes since.
+        assert_eq!(twin.json["etag"], json!(etag_for(101)));
+        let tags: BTreeMap<String, Value> =
+            serde_json::from_value(twin.json["tags"].clone()).unwrap();
+        assert_eq!(tags.len(), 5);
     }
 }

@@ -869,6 +869,10 @@ mod tests {
         twin
     }
 
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "callers write `json!` literals in place"
+    )]
     fn patched(twin: &StoredTwin, patch: Value, now: &str) -> StoredTwin {
         twin.patched(&id(), &patch, now).unwrap()
     }

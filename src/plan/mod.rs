@@ -18,6 +18,7 @@ pub use converge::Convergence;
 pub use err::PlanFileError;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -114,8 +115,8 @@ pub struct TwinPlan {
     /// Managed properties changed outside twinops, restored by this patch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drifted: Vec<String>,
-    /// Changed leaves, by path.
-    pub changes: Vec<LeafChange>,
+    /// Changed leaves, by path (shared by twins that change alike).
+    pub changes: Arc<Vec<LeafChange>>,
     /// The JSON merge patch apply sends.
     pub patch: Value,
 }
@@ -202,13 +203,13 @@ pub fn diff(
     let outcomes: Vec<Vec<Outcome>> = fleet
         .devices
         .par_iter()
-        .map(|device| {
+        .map_init(Memo::new, |memo, device| {
             let mut outcomes = Vec::new();
             for twin in std::iter::once(&device.twin).chain(device.modules.values()) {
                 let target = targets
                     .get(&(twin.device_id.as_str(), twin.module_id.as_deref()))
                     .copied();
-                outcomes.extend(planner.existing(twin, target));
+                outcomes.extend(planner.existing(twin, target, memo));
             }
             for target in targets_of(desired, device.id()).filter(|t| t.module_missing) {
                 outcomes.push(planner.missing(target));
@@ -252,6 +253,18 @@ fn targets_of<'d>(
         .take_while(move |t| t.device_id == device)
 }
 
+/// The part of a twin's plan that depends only on its configuration, its
+/// live values and its recorded ownership.
+struct Delta {
+    desired_patch: Map<String, Value>,
+    changes: Arc<Vec<LeafChange>>,
+    drifted: Vec<String>,
+    managed: BTreeMap<String, String>,
+}
+
+/// Deltas already computed, by what they depend on.
+type Memo = HashMap<String, Arc<Delta>>;
+
 enum Outcome {
     Change(Box<TwinPlan>),
     Unchanged(Option<Convergence>, TwinId),
@@ -269,63 +282,58 @@ struct Planner<'a> {
 impl Planner<'_> {
     /// The plan of a twin that exists; nothing for one twinops neither
     /// targets nor manages.
-    fn existing(&self, twin: &Twin, target: Option<&TwinTarget>) -> Option<Outcome> {
+    fn existing(
+        &self,
+        twin: &Twin,
+        target: Option<&TwinTarget>,
+        memo: &mut Memo,
+    ) -> Option<Outcome> {
         let configuration = target.and_then(|t| self.desired.configuration(t));
-        let owned = Ownership::read(&twin.json);
-        if configuration.is_none() && owned.is_none() {
+        let recorded = Ownership::read(&twin.json);
+        if configuration.is_none() && recorded.is_none() {
             return None;
         }
-        let owned = owned.unwrap_or_default();
-        let live = ownership::live_desired(&twin.json);
+        let owned = recorded.clone().unwrap_or_default();
+        let live = twin
+            .json
+            .pointer("/properties/desired")
+            .and_then(Value::as_object);
+        let current = |property: &str| live.and_then(|live| live.get(property));
         let empty = Map::new();
         let wanted = configuration.map_or(&empty, |c| &c.desired);
 
-        let mut desired_patch = Map::new();
-        let mut changes = Vec::new();
-        let mut drifted = Vec::new();
-        for (property, value) in wanted {
-            let current = live.get(property);
-            if current == Some(value) {
-                continue;
-            }
-            if let (Some(recorded), Some(current)) = (owned.managed.get(property), current) {
-                if *recorded != ownership::digest(current) {
-                    drifted.push(property.clone());
-                }
-            }
-            let change = if self.writes_whole(configuration, property) {
-                patch::whole(current, value)
-            } else {
-                patch::merge_diff(current, value).unwrap_or(Value::Null)
-            };
-            desired_patch.insert(property.clone(), change);
-            changes.extend(self.leaf_changes(property, current, Some(value), configuration));
+        // Twins with the same configuration, the same live values of the
+        // properties concerned and the same recorded ownership get the same
+        // delta: compute it once.
+        let mut key = format!("{:?}", target.map(|t| t.configuration));
+        for property in wanted.keys().chain(owned.managed.keys()) {
+            key.push('\u{0}');
+            key.push_str(property);
+            key.push('=');
+            key.push_str(&current(property).map_or_else(String::new, Value::to_string));
+            key.push('#');
+            key.push_str(owned.managed.get(property).map_or("", String::as_str));
         }
-        for property in owned.managed.keys().filter(|p| !wanted.contains_key(*p)) {
-            if let Some(current) = live.get(property) {
-                desired_patch.insert(property.clone(), Value::Null);
-                changes.extend(self.leaf_changes(property, Some(current), None, None));
-            }
-        }
+        let delta = memo
+            .entry(key)
+            .or_insert_with(|| Arc::new(self.delta(configuration, wanted, &owned, &current)))
+            .clone();
 
         let new_ownership = (!wanted.is_empty()).then(|| Ownership {
-            managed: wanted
-                .iter()
-                .map(|(property, value)| (property.clone(), ownership::digest(value)))
-                .collect(),
-            policy_set: if desired_patch.is_empty() && owned.managed.len() == wanted.len() {
+            managed: delta.managed.clone(),
+            policy_set: if delta.desired_patch.is_empty() && owned.managed.len() == wanted.len() {
                 owned.policy_set.clone()
             } else {
                 Some(self.context.origin.policy_set.clone())
             },
         });
-        let had_tag = twin.json.pointer(&format!("/tags/{TAG}")).is_some();
+        let old_tag = twin.json.pointer(&format!("/tags/{TAG}"));
         let ownership_changes = match &new_ownership {
-            Some(new) => Some(new) != Ownership::read(&twin.json).as_ref(),
-            None => had_tag,
+            Some(new) => Some(new) != recorded.as_ref(),
+            None => old_tag.is_some(),
         };
         let id = TwinId::from(twin);
-        if desired_patch.is_empty() && !ownership_changes {
+        if delta.desired_patch.is_empty() && !ownership_changes {
             let managed: Vec<&String> = wanted.keys().collect();
             return Some(Outcome::Unchanged(
                 (!managed.is_empty()).then(|| converge::classify(&twin.json, &managed)),
@@ -333,20 +341,16 @@ impl Planner<'_> {
             ));
         }
         let tag_patch = match &new_ownership {
-            Some(new) => {
-                let old = twin.json.pointer(&format!("/tags/{TAG}"));
-                patch::merge_diff(old, &new.to_tag())
-            }
-            None => had_tag.then_some(Value::Null),
+            Some(new) => patch::merge_diff(old_tag, &new.to_tag()),
+            None => old_tag.is_some().then_some(Value::Null),
         };
         let action = if wanted.is_empty() {
             Action::Release
-        } else if desired_patch.is_empty() {
+        } else if delta.desired_patch.is_empty() {
             Action::Adopt
         } else {
             Action::Update
         };
-        drifted.sort();
         Some(Outcome::Change(Box::new(TwinPlan {
             device_id: id.device_id,
             module_id: id.module_id,
@@ -356,10 +360,58 @@ impl Planner<'_> {
                 .get("etag")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            drifted,
-            changes,
-            patch: assemble(desired_patch, tag_patch),
+            drifted: delta.drifted.clone(),
+            changes: Arc::clone(&delta.changes),
+            patch: assemble(delta.desired_patch.clone(), tag_patch),
         })))
+    }
+
+    /// What must change on a twin's desired properties, and the digests of
+    /// what twinops then manages there.
+    fn delta<'v>(
+        &self,
+        configuration: Option<&Configuration>,
+        wanted: &Map<String, Value>,
+        owned: &Ownership,
+        current: &dyn Fn(&str) -> Option<&'v Value>,
+    ) -> Delta {
+        let mut desired_patch = Map::new();
+        let mut changes = Vec::new();
+        let mut drifted = Vec::new();
+        for (property, value) in wanted {
+            let live = current(property);
+            if live == Some(value) {
+                continue;
+            }
+            if let (Some(recorded), Some(live)) = (owned.managed.get(property), live) {
+                if *recorded != ownership::digest(live) {
+                    drifted.push(property.clone());
+                }
+            }
+            let change = if self.writes_whole(configuration, property) {
+                patch::whole(live, value)
+            } else {
+                patch::merge_diff(live, value).unwrap_or(Value::Null)
+            };
+            desired_patch.insert(property.clone(), change);
+            changes.extend(self.leaf_changes(property, live, Some(value), configuration));
+        }
+        for property in owned.managed.keys().filter(|p| !wanted.contains_key(*p)) {
+            if let Some(live) = current(property) {
+                desired_patch.insert(property.clone(), Value::Null);
+                changes.extend(self.leaf_changes(property, Some(live), None, None));
+            }
+        }
+        drifted.sort();
+        Delta {
+            desired_patch,
+            changes: Arc::new(changes),
+            drifted,
+            managed: wanted
+                .iter()
+                .map(|(property, value)| (property.clone(), ownership::digest(value)))
+                .collect(),
+        }
     }
 
     /// A targeted module twin that does not exist.
@@ -392,7 +444,7 @@ impl Planner<'_> {
             action: Action::Create,
             etag: None,
             drifted: Vec::new(),
-            changes,
+            changes: Arc::new(changes),
             patch: assemble(configuration.desired.clone(), Some(ownership.to_tag())),
         }))
     }

@@ -55,11 +55,12 @@ fn validate(config: &Config) -> Outcome {
         err: &mut std::io::sink(),
         input: &mut std::io::empty(),
     };
-    let status = command::run(&command, config, &mut sources, &mut diags, &mut io)
-    .unwrap_or_else(|failure| {
-        diags.push(*failure);
-        ExitStatus::OperationalError
-    });
+    let status = command::run(&command, config, &mut sources, &mut diags, &mut io).unwrap_or_else(
+        |failure| {
+            diags.push(*failure);
+            ExitStatus::OperationalError
+        },
+    );
     Outcome {
         status,
         sources,

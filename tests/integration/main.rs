@@ -8,6 +8,7 @@
     reason = "test helpers: a failed expectation is a failed test"
 )]
 
+mod apply;
 mod cli;
 mod corpus;
 mod fleets;

@@ -1,0 +1,155 @@
+//! Benchmark: plan a generated fleet held in a local hub (SQLite), against
+//! the cost of merely parsing its snapshot into generic JSON, in one process.
+//!
+//! `cargo bench --bench plan -- [DEVICES] [POLICIES]` (default 100000 50).
+//! Prints the median of three runs of each step, its ratio to the baseline,
+//! and the core count.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "a benchmark prints its figures and fails loudly"
+)]
+
+mod fleetgen;
+
+use std::time::{Duration, Instant};
+
+use twinops::compile;
+use twinops::diag::{Diagnostics, SourceFile, SourceMap};
+use twinops::hub::local::LocalHub;
+use twinops::hub::{self, Hub, snapshot};
+use twinops::load;
+use twinops::plan::{self, Context, Origin};
+use twinops::schema::{PolicySchema, SchemaSet};
+use twinops::validate::{self, Unschematized};
+
+const RUNS: usize = 3;
+
+fn median<T>(mut work: impl FnMut() -> T) -> (Duration, T) {
+    let mut times = Vec::with_capacity(RUNS);
+    let mut last = None;
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let value = work();
+        times.push(start.elapsed());
+        last = Some(value);
+    }
+    times.sort();
+    (
+        times.get(RUNS / 2).copied().unwrap_or_default(),
+        last.unwrap(),
+    )
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let devices = args.first().copied().unwrap_or(100_000);
+    let policy_count = args.get(1).copied().unwrap_or(50);
+    let text = fleetgen::fleet(devices, 42);
+    let yaml = fleetgen::policies(policy_count, devices, 42);
+
+    let mut sources = SourceMap::new();
+    let id = sources.add(SourceFile::from_text("bench.yaml", yaml));
+    let mut diags = Diagnostics::new();
+    let schemas = SchemaSet::build(&[], &mut diags);
+    let documents = load::documents(
+        &[(id, sources.get(id).unwrap())],
+        &PolicySchema::bundled().unwrap(),
+        &mut diags,
+    );
+    let policies = validate::policies(
+        documents,
+        &schemas,
+        Unschematized::Deny,
+        &sources,
+        &mut diags,
+    );
+    assert!(!diags.has_errors());
+
+    let (baseline, _) = median(|| {
+        let mut parsed = 0;
+        for line in text.lines() {
+            std::hint::black_box(serde_json::from_str::<serde_json::Value>(line).unwrap());
+            parsed += 1;
+        }
+        parsed
+    });
+    let fleet = snapshot::parse("bench.ndjson", &text).unwrap();
+    let directory = std::env::temp_dir().join(format!("twinops-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let (import, hub) = median(|| {
+        let path = directory.join(format!("hub-{}.db", uuid_free_counter()));
+        let hub = LocalHub::open(&path).unwrap();
+        hub.import(&fleet).unwrap();
+        hub
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (read, live) = median(|| runtime.block_on(hub::read_fleet(&hub)).unwrap());
+    let (planned, plan) = median(|| {
+        let mut diags = Diagnostics::new();
+        let desired = compile::fleet(&policies, &schemas, &live, &mut diags);
+        let context = Context {
+            origin: Origin {
+                hub: Some(hub.identity()),
+                policy_set: plan::policy_set_digest(&policies, &schemas),
+            },
+            create_modules: false,
+        };
+        plan::diff(&desired, &live, &policies, &schemas, &sources, &context)
+    });
+    std::fs::remove_dir_all(&directory).unwrap();
+
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let ratio = |d: Duration| d.as_secs_f64() / baseline.as_secs_f64();
+    println!(
+        "machine: {cores} cores; fleet: {devices} devices, {} twins; {policy_count} policies",
+        text.lines().count()
+    );
+    println!(
+        "result: {} twins to change, {} unchanged",
+        plan.changes.len(),
+        plan.unchanged
+    );
+    println!("median of {RUNS} runs:");
+    println!(
+        "  baseline: serde_json::Value per snapshot line  {:>8.3} s  1.00x",
+        baseline.as_secs_f64()
+    );
+    println!(
+        "  local hub import (one transaction)            {:>8.3} s  {:.2}x",
+        import.as_secs_f64(),
+        ratio(import)
+    );
+    println!(
+        "  read every twin from the local hub            {:>8.3} s  {:.2}x",
+        read.as_secs_f64(),
+        ratio(read)
+    );
+    println!(
+        "  compile + plan                                {:>8.3} s  {:.2}x",
+        planned.as_secs_f64(),
+        ratio(planned)
+    );
+    println!(
+        "  plan from the local hub (read + compile + plan) {:>7.3} s  {:.2}x",
+        (read + planned).as_secs_f64(),
+        ratio(read + planned)
+    );
+    println!("reproduce: cargo bench --bench plan -- {devices} {policy_count}");
+}
+
+/// A counter so each import gets a fresh database file.
+fn uuid_free_counter() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
