@@ -33,17 +33,10 @@ pub struct LimitProblem {
 #[must_use]
 pub fn check(desired: &serde_json::Map<String, Value>) -> Vec<LimitProblem> {
     let mut problems = Vec::new();
-    let mut size = 0;
     for (key, value) in desired {
-        walk(
-            key,
-            value,
-            &join_pointer("", key),
-            1,
-            &mut size,
-            &mut problems,
-        );
+        walk(key, value, &join_pointer("", key), 1, &mut problems);
     }
+    let size = size(desired);
     if size > MAX_DESIRED_BYTES {
         problems.push(LimitProblem {
             pointer: String::new(),
@@ -57,14 +50,7 @@ pub fn check(desired: &serde_json::Map<String, Value>) -> Vec<LimitProblem> {
     problems
 }
 
-fn walk(
-    key: &str,
-    value: &Value,
-    pointer: &str,
-    depth: usize,
-    size: &mut usize,
-    problems: &mut Vec<LimitProblem>,
-) {
+fn walk(key: &str, value: &Value, pointer: &str, depth: usize, problems: &mut Vec<LimitProblem>) {
     let mut flag = |at_key: bool, reason: String, help: &str| {
         problems.push(LimitProblem {
             pointer: pointer.to_owned(),
@@ -101,7 +87,6 @@ fn walk(
         );
         return;
     }
-    *size += counted_chars(key);
     match value {
         Value::Object(map) => {
             for (child_key, child) in map {
@@ -110,7 +95,6 @@ fn walk(
                     child,
                     &join_pointer(pointer, child_key),
                     depth + 1,
-                    size,
                     problems,
                 );
             }
@@ -127,7 +111,7 @@ fn walk(
                     });
                 } else {
                     let mut nested = Vec::new();
-                    walk("", item, &item_pointer, depth + 1, size, &mut nested);
+                    walk("", item, &item_pointer, depth + 1, &mut nested);
                     problems.extend(nested);
                 }
             }
@@ -143,7 +127,6 @@ fn walk(
                     "shorten the value",
                 );
             }
-            *size += counted_chars(text);
         }
         Value::Number(number) => {
             if number
@@ -159,11 +142,33 @@ fn walk(
                     "use a smaller number, or a string",
                 );
             }
-            *size += 8;
         }
-        Value::Bool(_) => *size += 4,
-        Value::Null => {}
+        Value::Bool(_) | Value::Null => {}
     }
+}
+
+/// A twin section's size by IoT Hub's formula (`reference/iothub-rest-api.md`
+/// §5.5): keys and strings count their characters except controls, numbers
+/// 8, booleans 4; containers count their contents.
+#[must_use]
+pub fn size(section: &serde_json::Map<String, Value>) -> usize {
+    fn value_size(value: &Value) -> usize {
+        match value {
+            Value::Null => 0,
+            Value::Bool(_) => 4,
+            Value::Number(_) => 8,
+            Value::String(text) => counted_chars(text),
+            Value::Array(items) => items.iter().map(value_size).sum(),
+            Value::Object(map) => map
+                .iter()
+                .map(|(key, child)| counted_chars(key) + value_size(child))
+                .sum(),
+        }
+    }
+    section
+        .iter()
+        .map(|(key, value)| counted_chars(key) + value_size(value))
+        .sum()
 }
 
 /// IoT Hub counts UTF-8 characters, control characters excluded.

@@ -26,6 +26,7 @@
 //! is not a twinops hub is never written. The wall clock (for `$lastUpdated`)
 //! is read here and nowhere in the model.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -50,6 +51,8 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// `module_id` of a device twin's row.
 const DEVICE_ROW: &str = "";
 
+// `twins` keeps its rowid: a twin is often more than 1/20 of a page, which
+// `WITHOUT ROWID` tables store poorly (sqlite.org/withoutrowid.html, §4).
 const SCHEMA: &str = "
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -61,7 +64,7 @@ CREATE TABLE twins (
     tag_writes INTEGER NOT NULL DEFAULT 0,
     twin       TEXT NOT NULL,
     PRIMARY KEY (device_id, module_id)
-) WITHOUT ROWID;
+);
 ";
 
 /// A twinops local hub: an SQLite file of twins.
@@ -193,15 +196,9 @@ impl LocalHub {
                         return Err(HubError::InvalidTwin {
                             twin: id.display(),
                             reason: format!(
-                                "the fleet files twin `{}` here",
+                                "the fleet files twin `{}` under this id",
                                 TwinId::from(twin).display()
                             ),
-                        });
-                    }
-                    if id.module_id.as_deref() == Some(DEVICE_ROW) {
-                        return Err(HubError::InvalidTwin {
-                            twin: id.display(),
-                            reason: "a module id cannot be empty".to_owned(),
                         });
                     }
                     let stored = StoredTwin::imported(&id, twin.json.clone())?;
@@ -314,7 +311,7 @@ impl LocalHub {
             match (&id.module_id, devices.last_mut()) {
                 (None, _) => devices.push(Device {
                     twin,
-                    modules: std::collections::BTreeMap::new(),
+                    modules: BTreeMap::new(),
                 }),
                 (Some(module_id), Some(device)) if device.id() == id.device_id => {
                     device.modules.insert(module_id.clone(), twin);

@@ -232,8 +232,8 @@ impl StoredTwin {
     ///
     /// # Errors
     /// [`HubError::InvalidTwin`] when the JSON is not a twin object, names
-    /// another twin than `id`, or breaks IoT Hub's limits on tags or desired
-    /// properties.
+    /// another twin than `id`, an id is empty, or it breaks IoT Hub's limits
+    /// on tags or desired properties.
     pub fn imported(id: &TwinId, json: Value) -> Result<Self, HubError> {
         let invalid = |reason: String| HubError::InvalidTwin {
             twin: id.display(),
@@ -248,15 +248,21 @@ impl StoredTwin {
         if id.device_id.is_empty() {
             return Err(invalid("a device id cannot be empty".to_owned()));
         }
+        if id.module_id.as_deref() == Some("") {
+            return Err(invalid("a module id cannot be empty".to_owned()));
+        }
         claim_id(&mut root, "deviceId", Some(&id.device_id)).map_err(&invalid)?;
         claim_id(&mut root, "moduleId", id.module_id.as_deref()).map_err(&invalid)?;
         if let Some(tags) = section(&root, &["tags"]).map_err(&invalid)? {
             check_limits(id, Section::Tags, tags)?;
         }
         if let Some(desired) = section(&root, &["properties", "desired"]).map_err(&invalid)? {
-            let mut values = desired.clone();
-            values.remove("$metadata");
-            values.remove("$version");
+            // `$metadata` can be many times the size of the values: leave it.
+            let values: Map<String, Value> = desired
+                .iter()
+                .filter(|(key, _)| !matches!(key.as_str(), "$metadata" | "$version"))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
             check_limits(id, Section::Desired, &values)?;
         }
         let desired = desired_version(&root);
@@ -663,7 +669,7 @@ fn check_limits(
         .map(|problem| describe(section, problem))
         .collect();
     if section == Section::Tags {
-        let size = size(values);
+        let size = limits::size(values);
         if size > MAX_TAGS_BYTES {
             problems.push(format!(
                 "tags take {size} bytes, over IoT Hub's limit of {MAX_TAGS_BYTES}"
@@ -699,33 +705,6 @@ fn describe(section: Section, problem: &LimitProblem) -> String {
             problem.reason
         )
     }
-}
-
-/// A section's size by IoT Hub's formula (§5.5): keys and strings count
-/// their characters except controls, numbers 8, booleans 4; containers count
-/// their contents. The same formula as [`limits::check`], which does not
-/// expose it.
-fn size(values: &Map<String, Value>) -> usize {
-    fn counted(text: &str) -> usize {
-        text.chars().filter(|ch| !ch.is_control()).count()
-    }
-    fn value_size(value: &Value) -> usize {
-        match value {
-            Value::Null => 0,
-            Value::Bool(_) => 4,
-            Value::Number(_) => 8,
-            Value::String(text) => counted(text),
-            Value::Array(items) => items.iter().map(value_size).sum(),
-            Value::Object(map) => map
-                .iter()
-                .map(|(key, child)| counted(key) + value_size(child))
-                .sum(),
-        }
-    }
-    values
-        .iter()
-        .map(|(key, value)| counted(key) + value_size(value))
-        .sum()
 }
 
 /// RFC 7396 merge of `patch` into `target`.

@@ -307,3 +307,85 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::{COMMENT_LIMIT, plan_human, plan_markdown, summary};
+    use crate::plan::{Action, LeafChange, Op, Origin, Plan, Reason, TwinPlan};
+
+    fn twin(device: &str, value: usize) -> TwinPlan {
+        TwinPlan {
+            device_id: device.to_owned(),
+            module_id: None,
+            action: Action::Update,
+            etag: Some("AAAAAAAAAAE=".to_owned()),
+            drifted: Vec::new(),
+            changes: Arc::new(vec![LeafChange {
+                path: "/telemetry/intervalSeconds".to_owned(),
+                op: Op::Update,
+                before: Some(json!(1)),
+                after: Some(json!(value)),
+                reason: Reason::Policy {
+                    policy: "telemetry".to_owned(),
+                    source: "policies/p.yaml:8:22".to_owned(),
+                },
+            }]),
+            patch: json!({"properties": {"desired": {"telemetry": {"intervalSeconds": value}}}}),
+        }
+    }
+
+    fn plan(changes: Vec<TwinPlan>) -> Plan {
+        Plan {
+            origin: Origin {
+                hub: None,
+                policy_set: "p".to_owned(),
+            },
+            changes,
+            unchanged: 98_796,
+            missing_modules: Vec::new(),
+            lagging: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn identical_changes_are_shown_once_with_a_count() {
+        let plan = plan((0..40).map(|i| twin(&format!("d{i:02}"), 5)).collect());
+        let mut out = Vec::new();
+        plan_human(&mut out, &plan, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("intervalSeconds").count(), 1, "{text}");
+        assert!(
+            text.contains("update device twin on 40 twins: d00, d01, d02, d03, d04 and 35 more")
+        );
+        assert!(text.ends_with("Plan: 40 twins to change, 98,796 unchanged.\n"));
+    }
+
+    #[test]
+    fn markdown_stays_within_the_comment_limit_and_says_what_it_left_out() {
+        // Every twin changes differently: one group each, far past the limit.
+        let plan = plan(
+            (0..5000)
+                .map(|i| twin(&format!("device-{i:05}"), i))
+                .collect(),
+        );
+        let mut out = Vec::new();
+        plan_markdown(&mut out, &plan, "twinops apply plan.json").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.len() <= COMMENT_LIMIT, "{} characters", text.len());
+        assert!(text.starts_with(&format!("### twinops plan\n\n**{}**", summary(&plan))));
+        assert!(text.contains("more group(s) of changes not shown"));
+        assert!(
+            text.trim_end()
+                .ends_with("To apply: `twinops apply plan.json`")
+        );
+        assert_eq!(
+            text.matches("<details>").count(),
+            text.matches("</details>").count()
+        );
+    }
+}
