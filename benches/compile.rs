@@ -14,33 +14,17 @@
 )]
 
 mod fleetgen;
+mod measure;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use twinops::compile;
-use twinops::diag::{Diagnostics, SourceFile, SourceMap};
+use twinops::diag::Diagnostics;
 use twinops::hub::snapshot;
-use twinops::load;
-use twinops::schema::{PolicySchema, SchemaSet};
-use twinops::validate::{self, Unschematized};
+
+use measure::median;
 
 const RUNS: usize = 5;
-
-fn median<T>(mut work: impl FnMut() -> T) -> (Duration, T) {
-    let mut times = Vec::with_capacity(RUNS);
-    let mut last = None;
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        let value = work();
-        times.push(start.elapsed());
-        last = Some(value);
-    }
-    times.sort();
-    (
-        times.get(RUNS / 2).copied().unwrap_or_default(),
-        last.unwrap(),
-    )
-}
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -52,39 +36,11 @@ fn main() {
     let text = fleetgen::fleet(devices, 42);
     let yaml = fleetgen::policies(policy_count, devices, 42);
 
-    let mut sources = SourceMap::new();
-    let id = sources.add(SourceFile::from_text("bench.yaml", yaml));
-    let mut diags = Diagnostics::new();
-    let schemas = SchemaSet::build(&[], &mut diags);
-    let documents = load::documents(
-        &[(id, sources.get(id).unwrap())],
-        &PolicySchema::bundled().unwrap(),
-        &mut diags,
-    );
-    let policies = validate::policies(
-        documents,
-        &schemas,
-        Unschematized::Deny,
-        &sources,
-        &mut diags,
-    );
-    assert!(
-        !diags.has_errors(),
-        "generated policies are invalid: {:?}",
-        diags.into_sorted()
-    );
+    let (_, schemas, policies) = measure::policies(yaml);
     assert_eq!(policies.policies.len(), policy_count);
-
-    let (baseline, _) = median(|| {
-        let mut parsed = 0;
-        for line in text.lines() {
-            std::hint::black_box(serde_json::from_str::<serde_json::Value>(line).unwrap());
-            parsed += 1;
-        }
-        parsed
-    });
-    let (parse, fleet) = median(|| snapshot::parse("bench.ndjson", &text).unwrap());
-    let (compiled, desired) = median(|| {
+    let baseline = measure::parse_baseline(RUNS, &text);
+    let (parse, fleet) = median(RUNS, || snapshot::parse("bench.ndjson", &text).unwrap());
+    let (compiled, desired) = median(RUNS, || {
         let mut diags = Diagnostics::new();
         let desired = compile::fleet(&policies, &schemas, &fleet, &mut diags);
         assert!(!diags.has_errors(), "{:?}", diags.into_sorted());

@@ -14,35 +14,19 @@
 )]
 
 mod fleetgen;
+mod measure;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use twinops::compile;
-use twinops::diag::{Diagnostics, SourceFile, SourceMap};
+use twinops::diag::Diagnostics;
 use twinops::hub::local::LocalHub;
 use twinops::hub::{self, Hub, snapshot};
-use twinops::load;
 use twinops::plan::{self, Context, Origin};
-use twinops::schema::{PolicySchema, SchemaSet};
-use twinops::validate::{self, Unschematized};
+
+use measure::median;
 
 const RUNS: usize = 3;
-
-fn median<T>(mut work: impl FnMut() -> T) -> (Duration, T) {
-    let mut times = Vec::with_capacity(RUNS);
-    let mut last = None;
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        let value = work();
-        times.push(start.elapsed());
-        last = Some(value);
-    }
-    times.sort();
-    (
-        times.get(RUNS / 2).copied().unwrap_or_default(),
-        last.unwrap(),
-    )
-}
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -54,36 +38,12 @@ fn main() {
     let text = fleetgen::fleet(devices, 42);
     let yaml = fleetgen::policies(policy_count, devices, 42);
 
-    let mut sources = SourceMap::new();
-    let id = sources.add(SourceFile::from_text("bench.yaml", yaml));
-    let mut diags = Diagnostics::new();
-    let schemas = SchemaSet::build(&[], &mut diags);
-    let documents = load::documents(
-        &[(id, sources.get(id).unwrap())],
-        &PolicySchema::bundled().unwrap(),
-        &mut diags,
-    );
-    let policies = validate::policies(
-        documents,
-        &schemas,
-        Unschematized::Deny,
-        &sources,
-        &mut diags,
-    );
-    assert!(!diags.has_errors());
-
-    let (baseline, _) = median(|| {
-        let mut parsed = 0;
-        for line in text.lines() {
-            std::hint::black_box(serde_json::from_str::<serde_json::Value>(line).unwrap());
-            parsed += 1;
-        }
-        parsed
-    });
+    let (sources, schemas, policies) = measure::policies(yaml);
+    let baseline = measure::parse_baseline(RUNS, &text);
     let fleet = snapshot::parse("bench.ndjson", &text).unwrap();
     let directory = std::env::temp_dir().join(format!("twinops-bench-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
-    let (import, hub) = median(|| {
+    let (import, hub) = median(RUNS, || {
         let path = directory.join(format!("hub-{}.db", uuid_free_counter()));
         let hub = LocalHub::open(&path).unwrap();
         hub.import(&fleet).unwrap();
@@ -93,8 +53,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (read, live) = median(|| runtime.block_on(hub::read_fleet(&hub)).unwrap());
-    let (planned, plan) = median(|| {
+    let (read, live) = median(RUNS, || runtime.block_on(hub::read_fleet(&hub)).unwrap());
+    let (planned, plan) = median(RUNS, || {
         let mut diags = Diagnostics::new();
         let desired = compile::fleet(&policies, &schemas, &live, &mut diags);
         let context = Context {

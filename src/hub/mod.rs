@@ -115,6 +115,18 @@ pub trait Hub: Send + Sync {
     ) -> impl Future<Output = Result<Twin, HubError>> + Send;
 }
 
+/// What kind of JSON value `value` is, for messages: `an array`, `null`...
+pub(crate) fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Reads every device of `hub`, page by page.
 ///
 /// # Errors

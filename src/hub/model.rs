@@ -34,6 +34,7 @@ use serde_json::{Map, Value, json};
 
 use crate::compile::limits::{self, LimitProblem};
 use crate::fleet::Twin;
+use crate::hub::json_kind;
 use crate::hub::{HubError, TwinId};
 use crate::load::join_pointer;
 
@@ -242,7 +243,7 @@ impl StoredTwin {
         let Value::Object(mut root) = json else {
             return Err(invalid(format!(
                 "a twin must be a JSON object, found {}",
-                kind(&json)
+                json_kind(&json)
             )));
         };
         if id.device_id.is_empty() {
@@ -495,7 +496,7 @@ fn patch_body<'a>(id: &TwinId, patch: &'a Value) -> Result<Body<'a>, HubError> {
     let Value::Object(fields) = patch else {
         return Err(invalid(format!(
             "a twin patch must be a JSON object, found {}",
-            kind(patch)
+            json_kind(patch)
         )));
     };
     let mut body = Body {
@@ -529,7 +530,7 @@ fn replace_body<'a>(id: &TwinId, twin: &'a Value) -> Result<Body<'a>, HubError> 
     let Value::Object(fields) = twin else {
         return Err(invalid(format!(
             "a twin must be a JSON object, found {}",
-            kind(twin)
+            json_kind(twin)
         )));
     };
     let optional_object = |name: &str| match fields.get(name) {
@@ -567,7 +568,7 @@ fn desired_field(properties: &Map<String, Value>) -> Result<Option<&Map<String, 
 fn object_field<'a>(name: &str, value: &'a Value) -> Result<&'a Map<String, Value>, String> {
     value
         .as_object()
-        .ok_or_else(|| format!("`{name}` must be an object, found {}", kind(value)))
+        .ok_or_else(|| format!("`{name}` must be an object, found {}", json_kind(value)))
 }
 
 /// The object at `path` in a twin; `None` when absent or null.
@@ -797,18 +798,7 @@ fn reported_version(root: &Map<String, Value>) -> u64 {
 fn shown(value: &Value) -> String {
     match value {
         Value::String(text) => format!("`{text}`"),
-        other => kind(other).to_owned(),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        other => json_kind(other).to_owned(),
     }
 }
 

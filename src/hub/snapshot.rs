@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::fleet::{Device, Fleet, Twin};
 use crate::hub::err::{HubError, SnapshotLineError};
+use crate::hub::json_kind;
 
 /// How many bad lines an error lists.
 const LISTED_ERRORS: usize = 20;
@@ -98,14 +99,17 @@ fn parse_line(line: &str) -> Result<Keyed, String> {
         format!("not valid JSON at column {}: {reason}", error.column())
     })?;
     if !json.is_object() {
-        return Err(format!("line is not a JSON object (found {})", kind(&json)));
+        return Err(format!(
+            "line is not a JSON object (found {})",
+            json_kind(&json)
+        ));
     }
     let device_id = match json.get("deviceId") {
         Some(Value::String(id)) => id.clone(),
         Some(other) => {
             return Err(format!(
                 "`deviceId` must be a string, found {}",
-                kind(other)
+                json_kind(other)
             ));
         }
         None => return Err("twin has no `deviceId`".to_owned()),
@@ -116,7 +120,7 @@ fn parse_line(line: &str) -> Result<Keyed, String> {
             Some(other) => {
                 return Err(format!(
                     "twin `{device_id}`: `{field}` must be an object, found {}",
-                    kind(other)
+                    json_kind(other)
                 ));
             }
         }
@@ -127,7 +131,7 @@ fn parse_line(line: &str) -> Result<Keyed, String> {
         Some(other) => {
             return Err(format!(
                 "twin `{device_id}`: `moduleId` must be a string, found {}",
-                kind(other)
+                json_kind(other)
             ));
         }
     };
@@ -137,17 +141,6 @@ fn parse_line(line: &str) -> Result<Keyed, String> {
         json,
     };
     Ok(((device_id, module_id), twin))
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Reads and parses the snapshot at `path`, shown as `shown`.

@@ -1,0 +1,69 @@
+//! What both benchmarks share: medians of repeated runs, and a policy set
+//! loaded the way `twinops` loads one.
+
+use std::time::{Duration, Instant};
+
+use twinops::diag::{Diagnostics, SourceFile, SourceMap};
+use twinops::load;
+use twinops::schema::{PolicySchema, SchemaSet};
+use twinops::validate::{self, PolicySet, Unschematized};
+
+/// The median duration of `runs` runs of `work`, and the last result.
+pub(crate) fn median<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, T) {
+    let mut times = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let value = work();
+        times.push(start.elapsed());
+        last = Some(value);
+    }
+    times.sort();
+    (
+        times.get(runs / 2).copied().unwrap_or_default(),
+        last.expect("at least one run"),
+    )
+}
+
+/// The time to parse every line of `snapshot` into a `serde_json::Value`:
+/// the baseline every figure is divided by.
+pub(crate) fn parse_baseline(runs: usize, snapshot: &str) -> Duration {
+    median(runs, || {
+        let mut parsed = 0;
+        for line in snapshot.lines() {
+            std::hint::black_box(
+                serde_json::from_str::<serde_json::Value>(line).expect("generated JSON"),
+            );
+            parsed += 1;
+        }
+        parsed
+    })
+    .0
+}
+
+/// Policies from YAML text, validated against the bundled schemas.
+pub(crate) fn policies(yaml: String) -> (SourceMap, SchemaSet, PolicySet) {
+    let mut sources = SourceMap::new();
+    let id = sources.add(SourceFile::from_text("bench.yaml", yaml));
+    let mut diags = Diagnostics::new();
+    let schemas = SchemaSet::build(&[], &mut diags);
+    let file = sources.get(id).expect("just added");
+    let documents = load::documents(
+        &[(id, file)],
+        &PolicySchema::bundled().expect("bundled schema"),
+        &mut diags,
+    );
+    let policies = validate::policies(
+        documents,
+        &schemas,
+        Unschematized::Deny,
+        &sources,
+        &mut diags,
+    );
+    assert!(
+        !diags.has_errors(),
+        "generated policies are invalid: {:?}",
+        diags.into_sorted()
+    );
+    (sources, schemas, policies)
+}
