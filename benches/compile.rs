@@ -27,12 +27,7 @@ use measure::median;
 const RUNS: usize = 5;
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let devices = args.first().copied().unwrap_or(100_000);
-    let policy_count = args.get(1).copied().unwrap_or(50);
+    let (devices, policy_count) = measure::sizes();
     let text = fleetgen::fleet(devices, 42);
     let yaml = fleetgen::policies(policy_count, devices, 42);
 

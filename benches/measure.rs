@@ -8,6 +8,18 @@ use twinops::load;
 use twinops::schema::{PolicySchema, SchemaSet};
 use twinops::validate::{self, PolicySet, Unschematized};
 
+/// The fleet size and policy count from the command line (default 100000 50).
+pub(crate) fn sizes() -> (usize, usize) {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    (
+        args.first().copied().unwrap_or(100_000),
+        args.get(1).copied().unwrap_or(50),
+    )
+}
+
 /// The median duration of `runs` runs of `work`, and the last result.
 pub(crate) fn median<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, T) {
     let mut times = Vec::with_capacity(runs);

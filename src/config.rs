@@ -127,7 +127,7 @@ pub struct Terminal {
     pub color_stderr: bool,
     /// Whether stdin is a terminal (apply asks for confirmation there).
     pub interactive: bool,
-    /// Whether to draw progress bars (stderr is a terminal).
+    /// Whether to draw progress bars (stderr is a terminal, no `NO_COLOR`).
     pub progress: bool,
 }
 
@@ -219,7 +219,7 @@ impl Config {
                 color_stdout: color(std::io::stdout().is_terminal()),
                 color_stderr: color(std::io::stderr().is_terminal()),
                 interactive: std::io::stdin().is_terminal(),
-                progress: std::io::stderr().is_terminal(),
+                progress: std::io::stderr().is_terminal() && !no_color,
             },
             root,
             error_format: cli.error_format,

@@ -50,10 +50,7 @@ pub(super) fn run(
                 None => String::new(),
             };
             let verdict = if valid {
-                format!(
-                    "Valid: {}{checked}",
-                    policies.replace("policys", "policies")
-                )
+                format!("Valid: {policies}{checked}")
             } else {
                 format!(
                     "Invalid: {}, {}",

@@ -45,13 +45,18 @@ pub fn thousands(number: usize) -> String {
     out
 }
 
-/// `1 twin` / `2 twins`.
+/// `1 twin` / `2 twins`, `1 policy` / `2 policies`.
 #[must_use]
 pub fn count(number: usize, noun: &str) -> String {
     if number == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{} {noun}s", thousands(number))
+        return format!("1 {noun}");
+    }
+    let consonant_y = noun
+        .strip_suffix('y')
+        .filter(|stem| !stem.ends_with(['a', 'e', 'i', 'o', 'u']));
+    match consonant_y {
+        Some(stem) => format!("{} {stem}ies", thousands(number)),
+        None => format!("{} {noun}s", thousands(number)),
     }
 }
 
@@ -66,5 +71,7 @@ mod tests {
         assert_eq!(thousands(98_796_000), "98,796,000");
         assert_eq!(count(1, "twin"), "1 twin");
         assert_eq!(count(1204, "twin"), "1,204 twins");
+        assert_eq!(count(5, "policy"), "5 policies");
+        assert_eq!(count(2, "key"), "2 keys");
     }
 }
