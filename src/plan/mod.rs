@@ -321,7 +321,9 @@ impl Planner<'_> {
 
         let new_ownership = (!wanted.is_empty()).then(|| Ownership {
             managed: delta.managed.clone(),
-            policy_set: if delta.desired_patch.is_empty() && owned.managed.len() == wanted.len() {
+            // The stamp names the policy set that last changed what twinops
+            // manages here; it moves only when that changes.
+            policy_set: if delta.desired_patch.is_empty() && owned.managed == delta.managed {
                 owned.policy_set.clone()
             } else {
                 Some(self.context.origin.policy_set.clone())
