@@ -134,3 +134,32 @@ pub enum HubError {
         lines: Vec<SnapshotLineError>,
     },
 }
+
+/// A connection string or shared access signature that cannot be used. No
+/// variant holds a key, a token or a signature.
+#[derive(Debug, Clone, Error, Diagnostic, PartialEq, Eq)]
+pub enum AuthError {
+    /// The connection string is malformed.
+    #[error("invalid IoT Hub connection string: {reason}")]
+    #[diagnostic(
+        code(twinops::hub::connection_string),
+        help(
+            "a service connection string reads `HostName=NAME.azure-devices.net;SharedAccessKeyName=POLICY;SharedAccessKey=KEY`"
+        )
+    )]
+    ConnectionString {
+        /// Which part is wrong.
+        reason: String,
+    },
+    /// No `Authorization` header (IoT Hub 401003).
+    #[error("authorization header missing")]
+    #[diagnostic(code(twinops::hub::unauthorized))]
+    Missing,
+    /// The token is not valid for this hub now (IoT Hub 401002).
+    #[error("unauthorized: {reason}")]
+    #[diagnostic(code(twinops::hub::unauthorized))]
+    Unauthorized {
+        /// Which check failed.
+        reason: String,
+    },
+}

@@ -10,9 +10,10 @@
 mod err;
 pub mod local;
 pub mod model;
+pub mod sas;
 pub mod snapshot;
 
-pub use err::{HubError, SnapshotLineError};
+pub use err::{AuthError, HubError, SnapshotLineError};
 
 use std::future::Future;
 
