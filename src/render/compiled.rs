@@ -11,9 +11,6 @@ use crate::diag::SourceMap;
 use crate::load::pointer_keys;
 use crate::validate::PolicySet;
 
-/// How many twin ids a human listing names before "and N more".
-const NAMED_TWINS: usize = 5;
-
 /// The configurations of `twins`, renumbered by first appearance.
 fn groups<'d>(
     desired: &'d DesiredFleet,
@@ -55,22 +52,11 @@ pub fn compiled_human(
             |module| format!("module {module}"),
         );
         let names: Vec<&str> = members.iter().map(|t| t.device_id.as_str()).collect();
-        let shown = names
-            .iter()
-            .take(NAMED_TWINS)
-            .copied()
-            .collect::<Vec<_>>()
-            .join(", ");
-        let more = names.len().saturating_sub(NAMED_TWINS);
         writeln!(
             out,
-            "# {twin_kind} on {}: {shown}{}",
+            "# {twin_kind} on {}: {}",
             super::count(members.len(), "twin"),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
+            super::abbreviated(&names)
         )?;
         let policy_names: Vec<String> = configuration
             .policies

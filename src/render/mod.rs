@@ -45,6 +45,23 @@ pub fn thousands(number: usize) -> String {
     out
 }
 
+/// How many names a listing shows before "and N more".
+const NAMED: usize = 5;
+
+/// `a, b, c, d, e and 3 more`: the first names of a long list.
+pub(crate) fn abbreviated<S: AsRef<str>>(names: &[S]) -> String {
+    let shown = names
+        .iter()
+        .take(NAMED)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match names.len().saturating_sub(NAMED) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 /// `1 twin` / `2 twins`, `1 policy` / `2 policies`.
 #[must_use]
 pub fn count(number: usize, noun: &str) -> String {

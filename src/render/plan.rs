@@ -13,8 +13,6 @@ use crate::plan::{Action, Convergence, LeafChange, Op, Plan, Reason, TwinPlan, s
 
 /// GitHub's limit on a comment body.
 pub const COMMENT_LIMIT: usize = 65_536;
-/// Twin names listed before "and N more".
-const NAMED: usize = 5;
 
 /// Twins that change identically, in plan order of their first twin.
 fn groups(plan: &Plan) -> Vec<Vec<&TwinPlan>> {
@@ -62,16 +60,7 @@ pub fn summary(plan: &Plan) -> String {
 
 fn twin_names(group: &[&TwinPlan]) -> String {
     let names: Vec<String> = group.iter().map(|twin| twin.id().display()).collect();
-    let shown = names
-        .iter()
-        .take(NAMED)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    match names.len().saturating_sub(NAMED) {
-        0 => shown,
-        more => format!("{shown} and {more} more"),
-    }
+    super::abbreviated(&names)
 }
 
 fn heading(group: &[&TwinPlan]) -> (char, String) {
@@ -173,40 +162,23 @@ fn notes(plan: &Plan) -> Vec<String> {
             Convergence::Differing => "the device reports a different configuration",
             Convergence::Converged => continue,
         };
-        let names: Vec<String> = twins
-            .iter()
-            .take(NAMED)
-            .map(crate::hub::TwinId::display)
-            .collect();
-        let more = twins.len().saturating_sub(NAMED);
+        let names: Vec<String> = twins.iter().map(crate::hub::TwinId::display).collect();
         notes.push(format!(
-            "{} unchanged but {what}: {}{}",
+            "{} unchanged but {what}: {}",
             super::count(twins.len(), "twin"),
-            names.join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
+            super::abbreviated(&names)
         ));
     }
     if !plan.missing_modules.is_empty() {
         let names: Vec<String> = plan
             .missing_modules
             .iter()
-            .take(NAMED)
             .map(crate::hub::TwinId::display)
             .collect();
-        let more = plan.missing_modules.len().saturating_sub(NAMED);
         notes.push(format!(
-            "{} targeted but missing (set `createModules: true` to create them): {}{}",
+            "{} targeted but missing (set `createModules: true` to create them): {}",
             super::count(plan.missing_modules.len(), "module twin"),
-            names.join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
+            super::abbreviated(&names)
         ));
     }
     notes
