@@ -21,7 +21,7 @@ use std::time::Duration;
 use twinops::compile;
 use twinops::diag::Diagnostics;
 use twinops::hub::local::LocalHub;
-use twinops::hub::{self, Hub, snapshot};
+use twinops::hub::{Hub, snapshot};
 use twinops::plan::{self, Context, Origin};
 
 use measure::median;
@@ -48,7 +48,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (read, live) = median(RUNS, || runtime.block_on(hub::read_fleet(&hub)).unwrap());
+    let (read, live) = median(RUNS, || runtime.block_on(hub.fleet()).unwrap());
     let (planned, plan) = median(RUNS, || {
         let mut diags = Diagnostics::new();
         let desired = compile::fleet(&policies, &schemas, &live, &mut diags);

@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 use crate::cli::{Cli, ColorChoice, ErrorFormat};
 use crate::diag::{Diagnostic, Severity, SourceFile, SourceMap, Span};
+use crate::hub::rest::Scheme;
+use crate::hub::throttle::Tier;
 use crate::validate::Unschematized;
 
 /// The project file's name.
@@ -51,6 +53,42 @@ enum EnvironmentSection {
         #[serde(default)]
         create_modules: bool,
     },
+    /// Azure IoT Hub (or the emulator) over REST.
+    Iothub {
+        /// The environment variable that holds the connection string.
+        #[serde(default = "default_connection_string_env")]
+        connection_string_env: String,
+        /// The hub's tier, for pacing.
+        #[serde(default)]
+        tier: Tier,
+        /// The hub's unit count, for pacing.
+        #[serde(default = "default_units")]
+        units: u32,
+        /// Extra trusted CA certificates (PEM), such as the emulator's.
+        #[serde(default)]
+        ca_file: Option<String>,
+        /// Plain HTTP, for an emulator started without `--tls`.
+        #[serde(default)]
+        plain_http: bool,
+        /// Requests in flight at once during apply.
+        #[serde(default = "default_concurrency")]
+        concurrency: usize,
+        /// Create missing module identities for every policy.
+        #[serde(default)]
+        create_modules: bool,
+    },
+}
+
+fn default_connection_string_env() -> String {
+    DEFAULT_CONNECTION_STRING_ENV.to_owned()
+}
+
+fn default_units() -> u32 {
+    1
+}
+
+fn default_concurrency() -> usize {
+    16
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +102,10 @@ fn default_policies() -> String {
     "policies".to_owned()
 }
 
+/// The environment variable an `iothub` environment reads its connection
+/// string from unless it names another.
+pub const DEFAULT_CONNECTION_STRING_ENV: &str = "IOTHUB_CONNECTION_STRING";
+
 /// Where an environment's twins live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HubLocation {
@@ -73,6 +115,19 @@ pub enum HubLocation {
         database: PathBuf,
         /// Snapshot loaded when the database is first created.
         seed: Option<PathBuf>,
+    },
+    /// Azure IoT Hub or the emulator, over REST.
+    IotHub {
+        /// The environment variable holding the connection string.
+        connection_string_env: String,
+        /// The tier, for pacing.
+        tier: Tier,
+        /// The unit count, for pacing.
+        units: u32,
+        /// Extra trusted CA certificates.
+        ca_file: Option<PathBuf>,
+        /// HTTPS, or plain HTTP for an emulator without TLS.
+        scheme: Scheme,
     },
 }
 
@@ -85,6 +140,8 @@ pub struct Environment {
     pub hub: HubLocation,
     /// Create missing module identities for every policy.
     pub create_modules: bool,
+    /// Requests in flight at once during apply.
+    pub concurrency: usize,
 }
 
 /// The environment used when `twinops.toml` names none: a local hub in
@@ -153,8 +210,27 @@ impl Config {
             ColorChoice::Always => true,
             ColorChoice::Auto => terminal,
         };
-        let path = match &cli.config {
-            Some(path) => cwd.join(path),
+        let terminal = Terminal {
+            color_stdout: color(std::io::stdout().is_terminal()),
+            color_stderr: color(std::io::stderr().is_terminal()),
+            interactive: std::io::stdin().is_terminal(),
+            progress: std::io::stderr().is_terminal() && !no_color,
+        };
+        let found = cli
+            .config
+            .as_ref()
+            .map(|path| cwd.join(path))
+            .or_else(|| find_project_file(cwd));
+        if found.is_none() && !cli.command.needs_project() {
+            return Ok(Self {
+                environment: cli.env.clone(),
+                terminal,
+                error_format: cli.error_format,
+                ..Self::defaults(cwd)
+            });
+        }
+        let path = match found {
+            Some(path) => path,
             None => find_project_file(cwd).ok_or_else(|| {
                 ConfigFailure::Operational(Box::new(operational(
                     format!(
@@ -190,8 +266,10 @@ impl Config {
                     related: Vec::new(),
                     help: message.contains("unknown field").then(|| {
                         "the keys are `policies`, `schemas`, `allow_unschematized`, \
-                         `[fleet] snapshot` and `[environments.NAME]` with `kind = \"local\"`, \
-                         `database`, `seed`, `create_modules`"
+                         `[fleet] snapshot` and `[environments.NAME]`: with `kind = \"local\"`, \
+                         `database`, `seed`, `create_modules`; with `kind = \"iothub\"`, \
+                         `connection_string_env`, `tier`, `units`, `ca_file`, `plain_http`, \
+                         `concurrency`, `create_modules`"
                             .to_owned()
                     }),
                 }
@@ -215,12 +293,7 @@ impl Config {
             fleet,
             environments,
             environment: cli.env.clone(),
-            terminal: Terminal {
-                color_stdout: color(std::io::stdout().is_terminal()),
-                color_stderr: color(std::io::stderr().is_terminal()),
-                interactive: std::io::stdin().is_terminal(),
-                progress: std::io::stderr().is_terminal() && !no_color,
-            },
+            terminal,
             root,
             error_format: cli.error_format,
         })
@@ -240,6 +313,7 @@ impl Config {
                 seed: None,
             },
             create_modules: false,
+            concurrency: 1,
         };
         Self {
             root: root.to_path_buf(),
@@ -284,18 +358,44 @@ fn environments(
     let mut environments: BTreeMap<String, Environment> = sections
         .into_iter()
         .map(|(name, section)| {
-            let EnvironmentSection::Local {
-                database,
-                seed,
-                create_modules,
-            } = section;
-            let environment = Environment {
-                name: name.clone(),
-                hub: HubLocation::Local {
-                    database: root.join(database),
-                    seed: seed.map(|seed| root.join(seed)),
+            let environment = match section {
+                EnvironmentSection::Local {
+                    database,
+                    seed,
+                    create_modules,
+                } => Environment {
+                    name: name.clone(),
+                    hub: HubLocation::Local {
+                        database: root.join(database),
+                        seed: seed.map(|seed| root.join(seed)),
+                    },
+                    create_modules,
+                    concurrency: 1,
                 },
-                create_modules,
+                EnvironmentSection::Iothub {
+                    connection_string_env,
+                    tier,
+                    units,
+                    ca_file,
+                    plain_http,
+                    concurrency,
+                    create_modules,
+                } => Environment {
+                    name: name.clone(),
+                    hub: HubLocation::IotHub {
+                        connection_string_env,
+                        tier,
+                        units: units.max(1),
+                        ca_file: ca_file.map(|file| root.join(file)),
+                        scheme: if plain_http {
+                            Scheme::Http
+                        } else {
+                            Scheme::Https
+                        },
+                    },
+                    create_modules,
+                    concurrency: concurrency.max(1),
+                },
             };
             (name, environment)
         })
@@ -309,6 +409,7 @@ fn environments(
                 seed: fleet.cloned(),
             },
             create_modules: false,
+            concurrency: 1,
         });
     environments
 }

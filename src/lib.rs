@@ -11,6 +11,7 @@ pub mod command;
 pub mod compile;
 pub mod config;
 pub mod diag;
+pub mod emulator;
 pub mod exit;
 pub mod fleet;
 pub mod hub;

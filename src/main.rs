@@ -12,6 +12,7 @@ use twinops::{command, render};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    start_logging(cli.verbose);
     let mut sources = SourceMap::new();
     let mut diags = Diagnostics::new();
     let cwd = std::env::current_dir().unwrap_or_default();
@@ -57,4 +58,27 @@ fn main() -> ExitCode {
         return ExitStatus::OperationalError.into();
     }
     status.into()
+}
+
+/// Log lines to stderr: `TWINOPS_LOG` (a tracing filter) if set, else by
+/// `-v` count: warnings, then info, debug and trace for every crate.
+fn start_logging(verbose: u8) {
+    let filter = std::env::var("TWINOPS_LOG")
+        .ok()
+        .and_then(|text| tracing_subscriber::EnvFilter::try_new(text).ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::EnvFilter::new(match verbose {
+                0 => "warn",
+                1 => "info",
+                2 => "debug",
+                _ => "trace",
+            })
+        });
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
 }

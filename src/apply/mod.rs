@@ -6,11 +6,12 @@
 //! stops the run. Modules to create are created first. Draws nothing:
 //! progress goes to a callback.
 
+use futures_util::{StreamExt as _, stream};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::hub::{Hub, HubError, TwinId};
-use crate::plan::{Action, Plan, TwinPlan};
+use crate::plan::{Action, Plan, TwinPlan, patch};
 
 /// What happened to one twin.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -73,23 +74,41 @@ impl ApplyReport {
     }
 }
 
-/// Applies every twin of `plan` to `hub`; `progress` is called after each.
+/// Applies every twin of `plan` to `hub`, with up to `concurrency`
+/// requests in flight (the hub paces them); `progress` is called with the
+/// count of twins done after each. The report is in plan order whatever
+/// order the twins finish in.
 pub async fn execute(
     plan: &Plan,
     hub: &impl Hub,
+    concurrency: usize,
     progress: &mut (dyn FnMut(usize) + Send),
 ) -> ApplyReport {
-    let mut report = ApplyReport::default();
-    for (done, twin) in plan.changes.iter().enumerate() {
-        let outcome = apply_one(twin, hub).await;
-        report.twins.push(TwinReport {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
+    let mut finished = stream::iter(plan.changes.iter().enumerate())
+        .map(|(at, twin)| async move { (at, apply_one(twin, hub).await) })
+        .buffer_unordered(concurrency.max(1));
+    let mut done = 0;
+    while let Some((at, outcome)) = finished.next().await {
+        if let Some(slot) = outcomes.get_mut(at) {
+            *slot = Some(outcome);
+        }
+        done += 1;
+        progress(done);
+    }
+    let twins = plan
+        .changes
+        .iter()
+        .zip(outcomes)
+        .map(|(twin, outcome)| TwinReport {
             id: twin.id(),
             action: twin.action,
-            outcome,
-        });
-        progress(done + 1);
-    }
-    report
+            outcome: outcome.unwrap_or_else(|| Outcome::Failed {
+                reason: "not attempted".to_owned(),
+            }),
+        })
+        .collect();
+    ApplyReport { twins }
 }
 
 async fn apply_one(twin: &TwinPlan, hub: &impl Hub) -> Outcome {
@@ -111,9 +130,7 @@ async fn apply_one(twin: &TwinPlan, hub: &impl Hub) -> Outcome {
                 .unwrap_or_default()
                 .to_owned(),
         },
-        Err(HubError::PreconditionFailed { .. }) => Outcome::Stale {
-            changed: what_changed(twin, hub).await,
-        },
+        Err(HubError::PreconditionFailed { .. }) => stale_or_applied(twin, hub).await,
         Err(error) => Outcome::Failed {
             reason: error.to_string(),
         },
@@ -137,6 +154,27 @@ async fn create(id: &TwinId, hub: &impl Hub) -> Result<String, String> {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned())
+}
+
+/// After a 412: the twin as it is now. If the patch is already in effect
+/// (a retried write whose first answer was lost in a dropped connection),
+/// the twin is applied; otherwise it is stale.
+async fn stale_or_applied(twin: &TwinPlan, hub: &impl Hub) -> Outcome {
+    if let Ok(now) = hub.twin(&twin.id()).await {
+        if patch::is_in_effect(&twin.patch, Some(&now.json)) {
+            return Outcome::Applied {
+                etag: now
+                    .json
+                    .get("etag")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+        }
+    }
+    Outcome::Stale {
+        changed: what_changed(twin, hub).await,
+    }
 }
 
 /// For a stale twin: which planned leaves no longer hold the value the plan

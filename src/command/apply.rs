@@ -11,7 +11,7 @@ use crate::command::{Failure, Io, written};
 use crate::config::{Config, operational};
 use crate::diag::{Diagnostic, Diagnostics, Severity, SourceMap};
 use crate::exit::ExitStatus;
-use crate::hub::{Hub, local::LocalHub};
+use crate::hub::{AnyHub, Hub};
 use crate::load;
 use crate::plan::{Plan, saved};
 use crate::render;
@@ -30,11 +30,20 @@ pub(super) fn run(
     diags: &mut Diagnostics,
     io: &mut Io<'_>,
 ) -> Result<ExitStatus, Failure> {
-    let (plan, hub) = if let Some(path) = options.plan {
-        let (_, hub) = environment::open(config, Seed::OnCreate, io.err)?;
-        (read_saved(config, path, &hub)?, hub)
+    let (plan, hub, concurrency) = if let Some(path) = options.plan {
+        let (environment, hub) = environment::open(config, Seed::OnCreate, io.err)?;
+        (
+            read_saved(config, path, &hub)?,
+            hub,
+            environment.concurrency,
+        )
     } else {
-        let Some(Planned { plan, hub }) = make(config, None, sources, diags, io.err)? else {
+        let Some(Planned {
+            plan,
+            hub,
+            concurrency,
+        }) = make(config, None, sources, diags, io.err)?
+        else {
             return Ok(ExitStatus::InvalidPolicies);
         };
         let Some(hub) = hub else {
@@ -55,9 +64,9 @@ pub(super) fn run(
             written(writeln!(io.out, "Apply cancelled."))?;
             return Ok(ExitStatus::OperationalError);
         }
-        (plan, hub)
+        (plan, hub, concurrency)
     };
-    let report = execute(config, &plan, &hub)?;
+    let report = execute(config, &plan, &hub, concurrency)?;
     written(render::report_human(io.out, &report))?;
     if let Some(path) = options.report {
         let mut text = Vec::new();
@@ -71,7 +80,7 @@ pub(super) fn run(
     })
 }
 
-fn read_saved(config: &Config, path: &Path, hub: &LocalHub) -> Result<Plan, Failure> {
+fn read_saved(config: &Config, path: &Path, hub: &AnyHub) -> Result<Plan, Failure> {
     let shown = load::display_path(&config.root, path);
     let text = std::fs::read_to_string(path).map_err(|error| {
         Failure::new(operational(
@@ -103,7 +112,12 @@ fn confirmed(config: &Config, io: &mut Io<'_>) -> Result<bool, Failure> {
     Ok(answer.trim() == "yes")
 }
 
-fn execute(config: &Config, plan: &Plan, hub: &LocalHub) -> Result<ApplyReport, Failure> {
+fn execute(
+    config: &Config,
+    plan: &Plan,
+    hub: &AnyHub,
+    concurrency: usize,
+) -> Result<ApplyReport, Failure> {
     let bar = if config.terminal.progress {
         ProgressBar::with_draw_target(
             Some(plan.changes.len() as u64),
@@ -116,7 +130,7 @@ fn execute(config: &Config, plan: &Plan, hub: &LocalHub) -> Result<ApplyReport, 
         bar.set_style(style);
     }
     let mut progress = |done: usize| bar.set_position(done as u64);
-    let report = block_on(apply::execute(plan, hub, &mut progress))?;
+    let report = block_on(apply::execute(plan, hub, concurrency, &mut progress))?;
     bar.finish_and_clear();
     Ok(report)
 }

@@ -3,12 +3,16 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
 
 use crate::command::Failure;
 use crate::config::{Config, Environment, HubLocation, operational};
 use crate::diag::{Diagnostic, Severity};
 use crate::hub::local::LocalHub;
-use crate::hub::{HubError, snapshot};
+use crate::hub::rest::{RestHub, Retry, Settings};
+use crate::hub::sas::ConnectionString;
+use crate::hub::{AnyHub, HubError, snapshot};
 use crate::load;
 
 /// Whether a fresh local hub is loaded with the environment's seed.
@@ -39,20 +43,77 @@ pub(super) fn block_on<T>(work: impl Future<Output = T>) -> Result<T, Failure> {
     Ok(runtime.block_on(work))
 }
 
-/// Opens the chosen environment's hub. A local hub that does not exist yet
-/// is created; with a seed, it is built and seeded under a temporary name
-/// and renamed into place only once complete, so that a run killed while
-/// seeding leaves no half-seeded hub behind and the next run seeds again.
+/// Opens the chosen environment's hub: a local hub (see [`open_local`]) or
+/// a REST client for an `iothub` environment, whose connection string is
+/// read from the environment variable it names.
 pub(super) fn open(
     config: &Config,
     seed: Seed,
     log: &mut dyn Write,
-) -> Result<(Environment, LocalHub), Failure> {
+) -> Result<(Environment, AnyHub), Failure> {
     let environment = config.chosen_environment()?.clone();
-    let HubLocation::Local {
-        database,
-        seed: seed_file,
-    } = &environment.hub;
+    let hub = match &environment.hub {
+        HubLocation::Local {
+            database,
+            seed: seed_file,
+        } => AnyHub::Local(open_local(
+            config,
+            database,
+            seed_file.as_deref(),
+            seed,
+            log,
+        )?),
+        HubLocation::IotHub {
+            connection_string_env,
+            tier,
+            units,
+            ca_file,
+            scheme,
+        } => {
+            let text = std::env::var(connection_string_env).map_err(|_| {
+                Failure::new(operational(
+                    format!(
+                        "environment `{}` reads its IoT Hub connection string from `${connection_string_env}`, which is not set",
+                        environment.name
+                    ),
+                    Some(&format!(
+                        "export {connection_string_env}='HostName=NAME.azure-devices.net;SharedAccessKeyName=POLICY;SharedAccessKey=KEY'"
+                    )),
+                ))
+            })?;
+            let connection = ConnectionString::from_str(&text)
+                .map_err(|error| Failure::new(Diagnostic::from_error(&error, Severity::Error)))?;
+            let settings = Settings {
+                connection,
+                tier: *tier,
+                units: *units,
+                ca_file: ca_file.clone(),
+                scheme: *scheme,
+                retry: Retry::default(),
+                timeout: REQUEST_TIMEOUT,
+            };
+            AnyHub::Rest(Box::new(
+                RestHub::connect(&settings).map_err(|error| hub_failure(&error))?,
+            ))
+        }
+    };
+    Ok((environment, hub))
+}
+
+/// How long one REST request may take before it is retried.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens the local hub `database`. A local hub that does not exist yet is
+/// created; with a seed, it is built and seeded under a temporary name and
+/// renamed into place only once complete, so that a run killed while
+/// seeding leaves no half-seeded hub behind and the next run seeds again.
+pub(super) fn open_local(
+    config: &Config,
+    database: &Path,
+    seed_file: Option<&Path>,
+    seed: Seed,
+    log: &mut dyn Write,
+) -> Result<LocalHub, Failure> {
     if !database.exists() {
         if let Some(parent) = database.parent() {
             std::fs::create_dir_all(parent).map_err(|error| {
@@ -82,8 +143,7 @@ pub(super) fn open(
             })?;
         }
     }
-    let hub = LocalHub::open(database).map_err(|error| hub_failure(&error))?;
-    Ok((environment, hub))
+    LocalHub::open(database).map_err(|error| hub_failure(&error))
 }
 
 fn seed_hub(

@@ -7,6 +7,7 @@ mod compile;
 mod environment;
 mod plan;
 mod schema;
+mod serve;
 mod snapshots;
 mod status;
 mod validate;
@@ -122,6 +123,9 @@ pub fn run(
         Command::Hub {
             command: HubCommand::Import { file },
         } => snapshots::import(config, file, io),
+        Command::Hub {
+            command: serve @ HubCommand::Serve { .. },
+        } => serve::run(config, serve, io),
         Command::Schema { name } => schema::run(name.as_deref(), out),
     }
 }

@@ -10,14 +10,16 @@ use crate::compile;
 use crate::config::Config;
 use crate::diag::{Diagnostics, SourceMap};
 use crate::exit::ExitStatus;
-use crate::hub::{self, Hub, local::LocalHub};
+use crate::hub::{AnyHub, Hub};
 use crate::plan::{self, Context, Origin, Plan, saved};
 use crate::render;
 
 /// A plan, and the hub it was made against (none for a snapshot).
 pub(super) struct Planned {
     pub(super) plan: Plan,
-    pub(super) hub: Option<LocalHub>,
+    pub(super) hub: Option<AnyHub>,
+    /// Requests in flight at once when it is applied.
+    pub(super) concurrency: usize,
 }
 
 /// Loads, compiles and plans; `None` when the policies are invalid.
@@ -32,12 +34,12 @@ pub(super) fn make(
     if diags.has_errors() {
         return Ok(None);
     }
-    let (fleet, hub, create_modules) = if let Some(path) = fleet_file {
-        (read_fleet(config, path)?, None, false)
+    let (fleet, hub, environment) = if let Some(path) = fleet_file {
+        (read_fleet(config, path)?, None, None)
     } else {
         let (environment, hub) = environment::open(config, Seed::OnCreate, log)?;
-        let fleet = block_on(hub::read_fleet(&hub))?.map_err(|error| hub_failure(&error))?;
-        (fleet, Some(hub), environment.create_modules)
+        let fleet = block_on(hub.fleet())?.map_err(|error| hub_failure(&error))?;
+        (fleet, Some(hub), Some(environment))
     };
     let desired = compile::fleet(&project.policies, &project.schemas, &fleet, diags);
     if diags.has_errors() {
@@ -45,10 +47,10 @@ pub(super) fn make(
     }
     let context = Context {
         origin: Origin {
-            hub: hub.as_ref().map(LocalHub::identity),
+            hub: hub.as_ref().map(AnyHub::identity),
             policy_set: plan::policy_set_digest(&project.policies, &project.schemas),
         },
-        create_modules,
+        create_modules: environment.as_ref().is_some_and(|e| e.create_modules),
     };
     let plan = plan::diff(
         &desired,
@@ -58,7 +60,11 @@ pub(super) fn make(
         sources,
         &context,
     );
-    Ok(Some(Planned { plan, hub }))
+    Ok(Some(Planned {
+        plan,
+        hub,
+        concurrency: environment.map_or(1, |environment| environment.concurrency),
+    }))
 }
 
 /// Options of `twinops plan`.

@@ -3,18 +3,24 @@
 
 use std::path::Path;
 
-use crate::command::environment::{self, Seed, hub_failure};
+use crate::command::environment::{self, Seed, block_on, hub_failure};
 use crate::command::{Failure, Io};
-use crate::config::Config;
+use crate::config::{Config, operational};
 use crate::exit::ExitStatus;
-use crate::hub::snapshot;
+use crate::hub::{AnyHub, Hub, snapshot};
 use crate::load;
 
 /// Exports every twin as NDJSON, written whole or not at all.
 pub(super) fn export(config: &Config, out: &Path, io: &mut Io<'_>) -> Result<ExitStatus, Failure> {
     let (_, hub) = environment::open(config, Seed::OnCreate, io.err)?;
     let mut text = Vec::new();
-    hub.export(&mut text).map_err(|error| hub_failure(&error))?;
+    match &hub {
+        AnyHub::Local(local) => local.export(&mut text),
+        AnyHub::Rest(_) => {
+            block_on(hub.fleet())?.and_then(|fleet| snapshot::write(&fleet, &mut text))
+        }
+    }
+    .map_err(|error| hub_failure(&error))?;
     environment::write_atomically(out, &text)?;
     let _ = writeln!(io.err, "Wrote `{}`.", out.display());
     Ok(ExitStatus::Success)
@@ -25,6 +31,15 @@ pub(super) fn import(config: &Config, file: &Path, io: &mut Io<'_>) -> Result<Ex
     let shown = load::display_path(&config.root, file);
     let fleet = snapshot::read(file, &shown).map_err(|error| hub_failure(&error))?;
     let (environment, hub) = environment::open(config, Seed::Never, io.err)?;
+    let AnyHub::Local(hub) = hub else {
+        return Err(Failure::new(operational(
+            format!(
+                "environment `{}` is an IoT Hub: `hub import` loads snapshots into local hubs only",
+                environment.name
+            ),
+            Some("choose a local environment with `--env`"),
+        )));
+    };
     let count = hub.import(&fleet).map_err(|error| hub_failure(&error))?;
     let _ = writeln!(
         io.out,

@@ -7,7 +7,7 @@ use crate::command::environment::{self, Seed, block_on, hub_failure};
 use crate::command::{Failure, Io, read_fleet, written};
 use crate::config::Config;
 use crate::exit::ExitStatus;
-use crate::hub;
+use crate::hub::Hub;
 use crate::render;
 use crate::status;
 
@@ -22,7 +22,7 @@ pub(super) fn run(
         read_fleet(config, path)?
     } else {
         let (_, hub) = environment::open(config, Seed::OnCreate, io.err)?;
-        block_on(hub::read_fleet(&hub))?.map_err(|error| hub_failure(&error))?
+        block_on(hub.fleet())?.map_err(|error| hub_failure(&error))?
     };
     let status = status::survey(&fleet);
     written(match format {

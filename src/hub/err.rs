@@ -107,6 +107,81 @@ pub enum HubError {
         /// What failed.
         reason: String,
     },
+    /// The hub refused the credentials (IoT Hub 401).
+    #[error("IoT Hub `{host}` refused the credentials: {reason}")]
+    #[diagnostic(
+        code(twinops::hub::unauthorized),
+        help(
+            "check the environment's connection string: its host, its shared access policy name and key, and the machine's clock"
+        )
+    )]
+    Unauthorized {
+        /// The hub's host.
+        host: String,
+        /// What the hub said (never the token).
+        reason: String,
+    },
+    /// The hub's daily message quota is used up (IoT Hub 403002); retrying
+    /// today is pointless.
+    #[error("IoT Hub `{host}` has used up its daily message quota")]
+    #[diagnostic(
+        code(twinops::hub::quota_exceeded),
+        help("wait for the quota to reset (midnight UTC), or add units to the hub")
+    )]
+    QuotaExceeded {
+        /// The hub's host.
+        host: String,
+    },
+    /// The hub kept throttling (IoT Hub 429) or failing (5xx) until the
+    /// retries ran out.
+    #[error("IoT Hub `{host}`: {request} still failed after {attempts} attempts: {reason}")]
+    #[diagnostic(
+        code(twinops::hub::unavailable),
+        help(
+            "the hub is throttling or unavailable; lower the environment's pace (tier, units) or try again later"
+        )
+    )]
+    Unavailable {
+        /// The hub's host.
+        host: String,
+        /// Method and path.
+        request: String,
+        /// How many times it was sent.
+        attempts: u32,
+        /// The last failure.
+        reason: String,
+    },
+    /// The hub answered with an error that no retry can fix.
+    #[error("IoT Hub `{host}`: {request} failed with {status}: {message}")]
+    #[diagnostic(code(twinops::hub::service))]
+    Service {
+        /// The hub's host.
+        host: String,
+        /// Method and path.
+        request: String,
+        /// HTTP status and IoT Hub error code, e.g. `400 (400004 ArgumentInvalid)`.
+        status: String,
+        /// The hub's message.
+        message: String,
+    },
+    /// The hub's answer is not what the protocol says.
+    #[error("IoT Hub `{host}`: {request} returned an unexpected response: {reason}")]
+    #[diagnostic(code(twinops::hub::protocol))]
+    Protocol {
+        /// The hub's host.
+        host: String,
+        /// Method and path.
+        request: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client could not be set up (TLS roots, CA file).
+    #[error("cannot set up the connection to IoT Hub: {reason}")]
+    #[diagnostic(code(twinops::hub::client))]
+    Client {
+        /// What failed.
+        reason: String,
+    },
     /// The snapshot file could not be read.
     #[error("cannot read fleet snapshot `{path}`: {reason}")]
     #[diagnostic(code(twinops::hub::io))]

@@ -39,7 +39,7 @@ use serde_json::Value;
 
 use crate::fleet::{Device, Fleet, Twin};
 use crate::hub::model::{self, MAX_MODULES_PER_DEVICE, StoredTwin};
-use crate::hub::{DevicePage, Hub, HubError, HubIdentity, TwinId};
+use crate::hub::{DevicePage, Hub, HubError, HubIdentity, PAGE_SIZE, TwinId};
 
 /// The `meta.format` marker of a twinops local hub.
 pub const FORMAT: &str = "twinops-local-hub";
@@ -66,6 +66,15 @@ CREATE TABLE twins (
     PRIMARY KEY (device_id, module_id)
 );
 ";
+
+/// Device twins or module twins, for [`LocalHub::twins`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwinKind {
+    /// Device twins.
+    Device,
+    /// Module twins.
+    Module,
+}
 
 /// A twinops local hub: an SQLite file of twins.
 #[derive(Debug)]
@@ -258,7 +267,10 @@ impl LocalHub {
     }
 
     /// One page of devices after `continuation` (a device id), in one read.
-    fn page(&self, continuation: Option<&str>, limit: usize) -> Result<DevicePage, HubError> {
+    ///
+    /// # Errors
+    /// [`HubError::Storage`] when SQLite fails or a twin is not JSON.
+    pub fn page(&self, continuation: Option<&str>, limit: usize) -> Result<DevicePage, HubError> {
         // A page of nothing would never end a read; ask for one device at least.
         let limit = limit.max(1);
         let after = continuation.unwrap_or("");
@@ -332,8 +344,111 @@ impl LocalHub {
         })
     }
 
-    /// One twin, read.
-    fn read_twin(&self, id: &TwinId) -> Result<Twin, HubError> {
+    /// Up to `limit` twins of one kind after `after`, in (device, module)
+    /// order: the emulator's query scan.
+    ///
+    /// # Errors
+    /// [`HubError::Storage`] when SQLite fails or a twin is not JSON.
+    pub fn twins(
+        &self,
+        kind: TwinKind,
+        after: Option<&TwinId>,
+        limit: usize,
+    ) -> Result<Vec<Twin>, HubError> {
+        let (device, module) = after.map_or(("", ""), |id| {
+            (
+                id.device_id.as_str(),
+                id.module_id.as_deref().unwrap_or(DEVICE_ROW),
+            )
+        });
+        let filter = match kind {
+            TwinKind::Device => "module_id = ''",
+            TwinKind::Module => "module_id <> ''",
+        };
+        let connection = self.lock()?;
+        let mut statement = connection
+            .prepare_cached(&format!(
+                "SELECT device_id, module_id, twin FROM twins WHERE (device_id, module_id) > (?1, ?2) AND {filter} ORDER BY device_id, module_id LIMIT ?3"
+            ))
+            .map_err(|error| self.storage(&error))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement
+            .query_map(params![device, module, limit], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|error| self.storage(&error))?;
+        let mut twins = Vec::new();
+        for row in rows {
+            let (device_id, module_id, text) = row.map_err(|error| self.storage(&error))?;
+            let id = TwinId {
+                device_id,
+                module_id: (module_id != DEVICE_ROW).then_some(module_id),
+            };
+            twins.push(Twin {
+                json: self.parse(&id, &text)?,
+                device_id: id.device_id,
+                module_id: id.module_id,
+            });
+        }
+        Ok(twins)
+    }
+
+    /// A `meta` value by key, stored first as `value` when absent; returns
+    /// the stored value (the emulator keeps its access keys here).
+    ///
+    /// # Errors
+    /// [`HubError::Storage`] when SQLite fails.
+    pub fn meta_or_insert(&self, key: &str, value: &str) -> Result<String, HubError> {
+        let connection = self.lock()?;
+        connection
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .and_then(|_| {
+                connection.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                    row.get(0)
+                })
+            })
+            .map_err(|error| self.storage(&error))
+    }
+
+    /// A merge patch on one twin (see [`Hub::patch`]), done now.
+    ///
+    /// # Errors
+    /// As [`Hub::patch`].
+    pub fn patch_twin(
+        &self,
+        id: &TwinId,
+        patch: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Twin, HubError> {
+        self.write(id, if_match, |twin, now| twin.patched(id, patch, now))
+    }
+
+    /// A replacement of one twin (see [`Hub::replace`]), done now.
+    ///
+    /// # Errors
+    /// As [`Hub::replace`].
+    pub fn replace_twin(
+        &self,
+        id: &TwinId,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Twin, HubError> {
+        self.write(id, if_match, |stored, now| stored.replaced(id, body, now))
+    }
+
+    /// One twin, read now.
+    ///
+    /// # Errors
+    /// [`HubError::DeviceNotFound`], [`HubError::ModuleNotFound`], or
+    /// [`HubError::Storage`].
+    pub fn read_twin(&self, id: &TwinId) -> Result<Twin, HubError> {
         let connection = self.lock()?;
         let stored = self.load(&connection, id)?;
         Ok(stored.into_twin(id))
@@ -373,7 +488,11 @@ impl LocalHub {
     }
 
     /// Adds module `module_id` to device `device_id`, in one transaction.
-    fn add_module(&self, device_id: &str, module_id: &str) -> Result<Twin, HubError> {
+    /// Creates a module identity now (see [`Hub::create_module`]).
+    ///
+    /// # Errors
+    /// As [`Hub::create_module`].
+    pub fn add_module(&self, device_id: &str, module_id: &str) -> Result<Twin, HubError> {
         // Before any lookup: the empty id is the device twin's row.
         model::check_module_id(device_id, module_id)?;
         let mut connection = self.lock()?;
@@ -538,12 +657,18 @@ impl Hub for LocalHub {
     }
 
     // The SQLite calls are short and run on the caller's task.
-    async fn devices(
-        &self,
-        continuation: Option<String>,
-        limit: usize,
-    ) -> Result<DevicePage, HubError> {
-        self.page(continuation.as_deref(), limit)
+    async fn fleet(&self) -> Result<Fleet, HubError> {
+        let mut devices = Vec::new();
+        let mut continuation = None;
+        loop {
+            let page = self.page(continuation.as_deref(), PAGE_SIZE)?;
+            devices.extend(page.devices);
+            match page.continuation {
+                Some(next) => continuation = Some(next),
+                None => break,
+            }
+        }
+        Ok(Fleet { devices })
     }
 
     async fn twin(&self, id: &TwinId) -> Result<Twin, HubError> {
@@ -556,7 +681,7 @@ impl Hub for LocalHub {
         patch: &Value,
         if_match: Option<&str>,
     ) -> Result<Twin, HubError> {
-        self.write(id, if_match, |twin, now| twin.patched(id, patch, now))
+        self.patch_twin(id, patch, if_match)
     }
 
     async fn replace(
@@ -565,7 +690,7 @@ impl Hub for LocalHub {
         twin: &Value,
         if_match: Option<&str>,
     ) -> Result<Twin, HubError> {
-        self.write(id, if_match, |stored, now| stored.replaced(id, twin, now))
+        self.replace_twin(id, twin, if_match)
     }
 
     async fn create_module(&self, device_id: &str, module_id: &str) -> Result<Twin, HubError> {
@@ -694,7 +819,8 @@ mod tests {
     use super::LocalHub;
     use crate::fleet::{Device, Fleet, Twin};
     use crate::hub::model::etag_for;
-    use crate::hub::{Hub, HubError, TwinId, read_fleet, snapshot};
+    use crate::hub::local::TwinKind;
+    use crate::hub::{Hub, HubError, TwinId, snapshot};
 
     const DEMO_FLEET: &str = include_str!("../../examples/demo-fleet.ndjson");
 
@@ -942,7 +1068,7 @@ mod tests {
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(keys, sorted);
-        assert_eq!(read_fleet(&hub).await.unwrap(), fleet);
+        assert_eq!(hub.fleet().await.unwrap(), fleet);
     }
 
     #[tokio::test]
@@ -956,7 +1082,7 @@ mod tests {
             let mut continuation = None;
             let mut pages = 0;
             loop {
-                let page = hub.devices(continuation, size).await.unwrap();
+                let page = hub.page(continuation.as_deref(), size).unwrap();
                 assert!(page.devices.len() <= size);
                 pages += 1;
                 devices.extend(page.devices);
@@ -968,11 +1094,28 @@ mod tests {
             assert_eq!(devices, fleet.devices, "page size {size}");
             assert_eq!(pages, 25_usize.div_ceil(size), "page size {size}");
         }
+        assert_eq!(hub.fleet().await.unwrap(), fleet);
+        let modules = hub.twins(TwinKind::Module, None, 1000).unwrap();
+        let expected: Vec<&Twin> = fleet
+            .devices
+            .iter()
+            .flat_map(|device| device.modules.values())
+            .collect();
+        assert_eq!(modules.iter().collect::<Vec<_>>(), expected);
+        let after = TwinId::from(&modules[0]);
+        let rest = hub.twins(TwinKind::Module, Some(&after), 1000).unwrap();
+        assert_eq!(rest.len(), modules.len() - 1);
+        let devices = hub.twins(TwinKind::Device, Some(&after), 1000).unwrap();
+        // The first module is `dev-0001/m0`; the next device is `dev-0002`.
+        assert_eq!(
+            devices[0].device_id,
+            fleet.devices[2].id(),
+            "devices after a module's device"
+        );
         let empty = TempPath::new("pages-empty");
         let page = LocalHub::open(empty.path())
             .unwrap()
-            .devices(None, 10)
-            .await
+            .page(None, 10)
             .unwrap();
         assert!(page.devices.is_empty() && page.continuation.is_none());
     }
@@ -1135,7 +1278,7 @@ mod tests {
             }
             other => panic!("expected the module limit, got {other:?}"),
         }
-        let page = hub.devices(None, 10).await.unwrap();
+        let page = hub.page(None, 10).unwrap();
         assert_eq!(page.devices[1].modules.len(), 50);
     }
 

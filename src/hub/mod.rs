@@ -1,17 +1,22 @@
 //! Hubs: where twins live, behind one trait.
 //!
-//! [`Hub`] is what plan and apply see: pages of devices with their module
-//! twins, one twin, a merge-patch or replacement with an optional `If-Match`
-//! etag, and module identity creation. Backends: [`local`] (an SQLite file,
-//! the embedded default) and, next, Azure IoT Hub over REST. [`snapshot`]
-//! reads and writes NDJSON fleet snapshots. Twins cross this boundary in IoT
-//! Hub's own JSON shape (`reference/iothub-rest-api.md` §5).
+//! [`Hub`] is what plan and apply see: every device with its module twins,
+//! one twin, a merge-patch or replacement with an optional `If-Match` etag,
+//! and module identity creation. Backends: [`local`] (an SQLite file, the
+//! embedded default) and [`rest`] (Azure IoT Hub, or the emulator, over
+//! HTTPS); [`AnyHub`] is whichever an environment names. [`snapshot`] reads
+//! and writes NDJSON fleet snapshots, [`throttle`] paces requests and
+//! [`wire`] reads and writes IoT Hub's error bodies. Twins cross this
+//! boundary in IoT Hub's own JSON shape (`reference/iothub-rest-api.md` §5).
 
 mod err;
 pub mod local;
 pub mod model;
+pub mod rest;
 pub mod sas;
 pub mod snapshot;
+pub mod throttle;
+pub mod wire;
 
 pub use err::{AuthError, HubError, SnapshotLineError};
 
@@ -23,7 +28,16 @@ use crate::fleet::{Device, Fleet, Twin};
 
 /// A twin's address: a device twin, or a module twin when `module_id` is set.
 #[derive(
-    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TwinId {
@@ -72,7 +86,7 @@ pub struct HubIdentity {
     pub id: String,
 }
 
-/// Devices read per page by [`read_fleet`].
+/// Devices read per page from a local hub.
 pub const PAGE_SIZE: usize = 1000;
 
 /// A place that holds twins, as IoT Hub models them.
@@ -80,12 +94,8 @@ pub trait Hub: Send + Sync {
     /// This hub's identity.
     fn identity(&self) -> HubIdentity;
 
-    /// One page of devices after `continuation`, at most `limit` devices.
-    fn devices(
-        &self,
-        continuation: Option<String>,
-        limit: usize,
-    ) -> impl Future<Output = Result<DevicePage, HubError>> + Send;
+    /// Every device with its module twins, sorted by device id.
+    fn fleet(&self) -> impl Future<Output = Result<Fleet, HubError>> + Send;
 
     /// One twin.
     fn twin(&self, id: &TwinId) -> impl Future<Output = Result<Twin, HubError>> + Send;
@@ -128,20 +138,65 @@ pub(crate) fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// Reads every device of `hub`, page by page.
-///
-/// # Errors
-/// The first error of the hub.
-pub async fn read_fleet(hub: &impl Hub) -> Result<Fleet, HubError> {
-    let mut devices = Vec::new();
-    let mut continuation = None;
-    loop {
-        let page = hub.devices(continuation, PAGE_SIZE).await?;
-        devices.extend(page.devices);
-        match page.continuation {
-            Some(next) => continuation = Some(next),
-            None => break,
+/// An environment's hub: local or REST.
+#[derive(Debug)]
+pub enum AnyHub {
+    /// An SQLite file.
+    Local(local::LocalHub),
+    /// Azure IoT Hub or the emulator, over HTTPS.
+    Rest(Box<rest::RestHub>),
+}
+
+impl Hub for AnyHub {
+    fn identity(&self) -> HubIdentity {
+        match self {
+            Self::Local(hub) => hub.identity(),
+            Self::Rest(hub) => hub.identity(),
         }
     }
-    Ok(Fleet { devices })
+
+    async fn fleet(&self) -> Result<Fleet, HubError> {
+        match self {
+            Self::Local(hub) => hub.fleet().await,
+            Self::Rest(hub) => hub.fleet().await,
+        }
+    }
+
+    async fn twin(&self, id: &TwinId) -> Result<Twin, HubError> {
+        match self {
+            Self::Local(hub) => hub.twin(id).await,
+            Self::Rest(hub) => hub.twin(id).await,
+        }
+    }
+
+    async fn patch(
+        &self,
+        id: &TwinId,
+        patch: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Twin, HubError> {
+        match self {
+            Self::Local(hub) => hub.patch(id, patch, if_match).await,
+            Self::Rest(hub) => hub.patch(id, patch, if_match).await,
+        }
+    }
+
+    async fn replace(
+        &self,
+        id: &TwinId,
+        twin: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Twin, HubError> {
+        match self {
+            Self::Local(hub) => hub.replace(id, twin, if_match).await,
+            Self::Rest(hub) => hub.replace(id, twin, if_match).await,
+        }
+    }
+
+    async fn create_module(&self, device_id: &str, module_id: &str) -> Result<Twin, HubError> {
+        match self {
+            Self::Local(hub) => hub.create_module(device_id, module_id).await,
+            Self::Rest(hub) => hub.create_module(device_id, module_id).await,
+        }
+    }
 }

@@ -162,6 +162,27 @@ pub fn read(path: &std::path::Path, shown: &str) -> Result<Fleet, HubError> {
     parse(shown, &text)
 }
 
+/// Writes `fleet` as a snapshot: one twin per line, each device twin
+/// followed by its module twins; returns how many twins were written.
+///
+/// # Errors
+/// [`HubError::Export`] when `out` fails.
+pub fn write(fleet: &Fleet, out: &mut dyn std::io::Write) -> Result<usize, HubError> {
+    let mut count = 0;
+    let failed = |error: &dyn std::fmt::Display| HubError::Export {
+        reason: error.to_string(),
+    };
+    for device in &fleet.devices {
+        for twin in std::iter::once(&device.twin).chain(device.modules.values()) {
+            serde_json::to_writer(&mut *out, &twin.json).map_err(|error| failed(&error))?;
+            out.write_all(b"\n").map_err(|error| failed(&error))?;
+            count += 1;
+        }
+    }
+    out.flush().map_err(|error| failed(&error))?;
+    Ok(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse;

@@ -7,6 +7,22 @@ use serde_json::{Map, Value};
 
 use crate::load::join_pointer;
 
+/// Whether applying merge `patch` to `target` would change nothing: every
+/// value it sets is there, every key it removes is absent.
+#[must_use]
+pub fn is_in_effect(patch: &Value, target: Option<&Value>) -> bool {
+    match (patch, target) {
+        (Value::Object(patch), Some(Value::Object(target))) => {
+            patch.iter().all(|(key, value)| match value {
+                Value::Null => !target.contains_key(key),
+                _ => is_in_effect(value, target.get(key)),
+            })
+        }
+        (Value::Object(patch), None) => patch.values().all(Value::is_null),
+        (patch, target) => target == Some(patch),
+    }
+}
+
 /// The merge patch that turns `live` into `wanted`, or `None` when they are
 /// equal. Objects are patched key by key; anything else is replaced.
 #[must_use]

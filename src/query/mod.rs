@@ -24,12 +24,14 @@
 //! - `parser.rs`: tokens → syntax tree, with the user-facing syntax errors
 //! - `ast.rs`: the syntax tree and its canonical text (`Display`)
 //! - `eval.rs`: syntax tree × twin → true, false or undefined
+//! - `statement.rs`: a whole `SELECT ... FROM ... WHERE` query, for the emulator
 
 mod ast;
 mod err;
 mod eval;
 mod lexer;
 mod parser;
+mod statement;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -38,8 +40,9 @@ use serde_json::Value;
 
 use crate::query::ast::Expr;
 pub use crate::query::err::{
-    QueryError, SyntaxError, TooDeepError, TooLongError, UnknownFunctionError,
+    QueryError, SyntaxError, TooDeepError, TooLongError, UnknownFunctionError, UnsupportedError,
 };
+pub use crate::query::statement::{Collection, Field, Selection, Statement, statement};
 
 /// The longest condition accepted, in UTF-16 code units: the hub's limit for a
 /// query ("Query expressions can have a maximum length of 8192 characters",

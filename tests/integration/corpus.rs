@@ -124,6 +124,7 @@ fn run_case(path: &Path) -> Outcome {
                 error_format: ErrorFormat::Human,
                 color: ColorChoice::Never,
                 env: "local".to_owned(),
+                verbose: 0,
                 command: Command::Schema { name: None },
             };
             match Config::resolve(&cli, stage) {

@@ -22,6 +22,7 @@ fn scenario_config(dir: &Path) -> Config {
         error_format: ErrorFormat::Human,
         color: ColorChoice::Never,
         env: "local".to_owned(),
+        verbose: 0,
         command: Command::Schema { name: None },
     };
     let mut config = match Config::resolve(&cli, dir) {

@@ -1,0 +1,191 @@
+//! `twinops hub serve`: the emulator on a local hub file, until Ctrl-C or
+//! SIGTERM. Prints where it listens, the CA to trust and the connection
+//! string to use (the only place a key is ever printed: the user asked for
+//! the emulator's own credentials).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+
+use crate::command::environment::{self, Seed};
+use crate::cli::HubCommand;
+use crate::command::{Failure, Io};
+use crate::config::{Config, HubLocation, operational};
+use crate::diag::{Diagnostic, Severity};
+use crate::emulator::cert::Identity;
+use crate::emulator::faults::Faults;
+use crate::emulator::{self, Options};
+use crate::exit::ExitStatus;
+use crate::hub::throttle::{Throttles, Tier};
+
+/// Flags of `twinops hub serve`.
+struct Flags<'a> {
+    db: Option<&'a Path>,
+    seed: Option<&'a Path>,
+    listen: &'a str,
+    tls: bool,
+    cert_dir: Option<&'a Path>,
+    tier: &'a str,
+    units: u32,
+    unthrottled: bool,
+    page_size: usize,
+    faults: Option<&'a str>,
+    fault_seed: Option<u64>,
+}
+
+/// Runs `hub serve`; `command` is [`HubCommand::Serve`].
+pub(super) fn run(
+    config: &Config,
+    command: &HubCommand,
+    io: &mut Io<'_>,
+) -> Result<ExitStatus, Failure> {
+    let HubCommand::Serve {
+        db,
+        seed,
+        listen,
+        tls,
+        cert_dir,
+        tier,
+        units,
+        unthrottled,
+        page_size,
+        faults,
+        fault_seed,
+    } = command
+    else {
+        return Ok(ExitStatus::OperationalError);
+    };
+    let flags = Flags {
+        db: db.as_deref(),
+        seed: seed.as_deref(),
+        listen,
+        tls: *tls,
+        cert_dir: cert_dir.as_deref(),
+        tier,
+        units: *units,
+        unthrottled: *unthrottled,
+        page_size: *page_size,
+        faults: faults.as_deref(),
+        fault_seed: *fault_seed,
+    };
+    serve(config, &flags, io)
+}
+
+fn serve(config: &Config, flags: &Flags<'_>, io: &mut Io<'_>) -> Result<ExitStatus, Failure> {
+    let invalid = |message: String| Failure::new(operational(message, None));
+    let throttles = if flags.unthrottled {
+        None
+    } else {
+        let tier = Tier::from_str(flags.tier).map_err(invalid)?;
+        Some(Throttles::for_hub(tier, flags.units))
+    };
+    let mut faults = match flags.faults {
+        Some(spec) => {
+            Faults::from_str(spec).map_err(|reason| invalid(format!("--faults: {reason}")))?
+        }
+        None => Faults::none(),
+    };
+    if let Some(seed) = flags.fault_seed {
+        faults = faults.seeded(seed);
+    }
+    let (database, environment_seed) = database(config, flags.db)?;
+    let seed_file = flags.seed.map(Path::to_path_buf).or(environment_seed);
+    let hub = environment::open_local(
+        config,
+        &database,
+        seed_file.as_deref(),
+        Seed::OnCreate,
+        io.err,
+    )?;
+    let tls = if flags.tls {
+        let directory = flags.cert_dir.map_or_else(
+            || database.parent().unwrap_or(Path::new(".")).join("emulator"),
+            Path::to_path_buf,
+        );
+        let identity =
+            Identity::in_directory(&directory).map_err(|error| emulator_failure(&error))?;
+        let server = identity
+            .server_config()
+            .map_err(|error| emulator_failure(&error))?;
+        Some((identity, server))
+    } else {
+        None
+    };
+    let options = Options {
+        throttles,
+        page_size: flags.page_size,
+        faults,
+        ..Options::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| invalid(format!("cannot start the async runtime: {error}")))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(flags.listen)
+            .await
+            .map_err(|error| invalid(format!("cannot listen on `{}`: {error}", flags.listen)))?;
+        let server = tls.as_ref().map(|(_, server)| server.clone());
+        let running = emulator::start(hub, listener, server, options)
+            .map_err(|error| emulator_failure(&error))?;
+        let scheme = if running.tls { "https" } else { "http" };
+        let _ = writeln!(io.out, "Listening on {scheme}://{}", running.address);
+        if let Some((identity, _)) = &tls {
+            let ca =
+                std::path::absolute(&identity.ca_file).unwrap_or_else(|_| identity.ca_file.clone());
+            let _ = writeln!(io.out, "CA certificate: {}", ca.display());
+        }
+        let _ = writeln!(
+            io.out,
+            "Connection string: {}",
+            running.connection_string().expose()
+        );
+        let _ = io.out.flush();
+        let _ = writeln!(
+            io.err,
+            "Serving `{}`; stop with Ctrl-C.",
+            database.display()
+        );
+        stopped().await;
+        running.stop().await;
+        Ok(ExitStatus::Success)
+    })
+}
+
+/// The hub file: `--db`, or the chosen environment's local database with
+/// its seed.
+fn database(config: &Config, db: Option<&Path>) -> Result<(PathBuf, Option<PathBuf>), Failure> {
+    if let Some(db) = db {
+        return Ok((db.to_path_buf(), None));
+    }
+    let environment = config.chosen_environment()?;
+    match &environment.hub {
+        HubLocation::Local { database, seed } => Ok((database.clone(), seed.clone())),
+        HubLocation::IotHub { .. } => Err(Failure::new(operational(
+            format!(
+                "environment `{}` is an IoT Hub, not a local hub to serve",
+                environment.name
+            ),
+            Some("pass `--db FILE`, or choose a local environment with `--env`"),
+        ))),
+    }
+}
+
+fn emulator_failure(error: &emulator::EmulatorError) -> Failure {
+    Failure::new(Diagnostic::from_error(error, Severity::Error))
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
