@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 
-use crate::command::environment::{self, Seed};
 use crate::cli::HubCommand;
+use crate::command::environment::{self, Seed};
 use crate::command::{Failure, Io};
 use crate::config::{Config, HubLocation, operational};
 use crate::diag::{Diagnostic, Severity};

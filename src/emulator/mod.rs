@@ -214,7 +214,10 @@ pub fn start(
     let owner_key = policies
         .iter()
         .find(|(policy, _)| policy.name == "iothubowner")
-        .map_or_else(|| Secret::new(String::new()), |(policy, _)| policy.primary.clone());
+        .map_or_else(
+            || Secret::new(String::new()),
+            |(policy, _)| policy.primary.clone(),
+        );
     let state = Arc::new(State {
         hub,
         policies,

@@ -818,8 +818,8 @@ mod tests {
 
     use super::LocalHub;
     use crate::fleet::{Device, Fleet, Twin};
-    use crate::hub::model::etag_for;
     use crate::hub::local::TwinKind;
+    use crate::hub::model::etag_for;
     use crate::hub::{Hub, HubError, TwinId, snapshot};
 
     const DEMO_FLEET: &str = include_str!("../../examples/demo-fleet.ndjson");

@@ -17,7 +17,7 @@ use twinops::hub::{Hub, TwinId, local::LocalHub};
 
 /// `twinops.toml` of every scratch project: device twin policies, a local
 /// hub `hub.db` seeded from `fleet.ndjson`.
-const PROJECT_TOML: &str = r#"policies = "policies"
+pub(crate) const PROJECT_TOML: &str = r#"policies = "policies"
 allow_unschematized = true
 
 [environments.local]
@@ -27,13 +27,13 @@ seed = "fleet.ndjson"
 "#;
 
 /// A throwaway project directory, removed when dropped.
-struct Project {
+pub(crate) struct Project {
     dir: PathBuf,
 }
 
 impl Project {
     /// An empty directory (with `policies/`) for the test `name`.
-    fn empty(name: &str) -> Self {
+    pub(crate) fn empty(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("twinops-apply-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("policies")).unwrap();
@@ -41,7 +41,7 @@ impl Project {
     }
 
     /// A project whose hub is seeded from `fleet` on first use.
-    fn with_fleet(name: &str, fleet: &str, policies: &str) -> Self {
+    pub(crate) fn with_fleet(name: &str, fleet: &str, policies: &str) -> Self {
         let project = Self::empty(name);
         project.write("twinops.toml", PROJECT_TOML);
         project.write("fleet.ndjson", fleet);
@@ -49,16 +49,16 @@ impl Project {
         project
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.dir.join(relative)
     }
 
-    fn write(&self, relative: &str, text: &str) {
+    pub(crate) fn write(&self, relative: &str, text: &str) {
         std::fs::write(self.path(relative), text).unwrap();
     }
 
     /// `twinops ARGS` in the project, without colour or a terminal.
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_twinops"));
         command
             .args(args)
@@ -68,20 +68,20 @@ impl Project {
         command
     }
 
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         Run::from(self.command(args).output().unwrap())
     }
 
     /// [`Self::run`] with diagnostics as JSON, so that messages are not
     /// wrapped to a terminal's width.
-    fn run_for_errors(&self, args: &[&str]) -> Run {
+    pub(crate) fn run_for_errors(&self, args: &[&str]) -> Run {
         let mut all = vec!["--error-format", "json"];
         all.extend_from_slice(args);
         self.run(&all)
     }
 
     /// `twinops snapshot` as text: one twin per line, in device order.
-    fn snapshot(&self) -> String {
+    pub(crate) fn snapshot(&self) -> String {
         let out = self.path("exported.ndjson");
         let run = self.run(&["snapshot", "--out", out.to_str().unwrap()]);
         assert_eq!(run.code, Some(0), "the hub must open and export: {run}");
@@ -89,7 +89,7 @@ impl Project {
     }
 
     /// Every device twin of the hub, by device id.
-    fn twins(&self) -> BTreeMap<String, Value> {
+    pub(crate) fn twins(&self) -> BTreeMap<String, Value> {
         self.snapshot()
             .lines()
             .map(|line| {
@@ -100,7 +100,7 @@ impl Project {
     }
 
     /// `plan --detailed-exitcode` says there is nothing left to do.
-    fn assert_converged(&self) {
+    pub(crate) fn assert_converged(&self) {
         let plan = self.run(&["plan", "--detailed-exitcode"]);
         assert_eq!(plan.code, Some(0), "expected no changes: {plan}");
         assert!(plan.stdout.contains("No changes."), "{plan}");
@@ -114,10 +114,10 @@ impl Drop for Project {
 }
 
 /// What a finished `twinops` run left: exit code and both streams.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl From<Output> for Run {
@@ -132,7 +132,7 @@ impl From<Output> for Run {
 
 impl Run {
     /// The messages of the diagnostics a `--error-format json` run printed.
-    fn messages(&self) -> Vec<String> {
+    pub(crate) fn messages(&self) -> Vec<String> {
         let start = self.stderr.find("\n{").map_or(0, |newline| newline + 1);
         let json: Value = serde_json::from_str(&self.stderr[start..])
             .unwrap_or_else(|error| panic!("stderr is no JSON diagnostics ({error}): {self}"));
@@ -145,7 +145,7 @@ impl Run {
     }
 
     /// Whether one diagnostic message contains `text`.
-    fn has_error(&self, text: &str) -> bool {
+    pub(crate) fn has_error(&self, text: &str) -> bool {
         self.messages().iter().any(|message| message.contains(text))
     }
 }
@@ -161,7 +161,7 @@ impl fmt::Display for Run {
 }
 
 /// One snapshot line: a device twin with `tags.environment` and `desired`.
-fn twin_line(device: &str, environment: &str, desired: &Value) -> String {
+pub(crate) fn twin_line(device: &str, environment: &str, desired: &Value) -> String {
     json!({
         "deviceId": device,
         "tags": {"environment": environment},
@@ -171,7 +171,7 @@ fn twin_line(device: &str, environment: &str, desired: &Value) -> String {
 }
 
 /// `count` devices `dev-0000`…; every third one in production, the rest in the lab.
-fn generated_fleet(count: usize) -> String {
+pub(crate) fn generated_fleet(count: usize) -> String {
     (0..count)
         .map(|i| {
             let environment = if i % 3 == 0 { "production" } else { "lab" };
@@ -182,7 +182,7 @@ fn generated_fleet(count: usize) -> String {
 
 /// A `*` policy setting `telemetry` with `interval`, and a production
 /// overlay adding a channel.
-fn telemetry_policies(interval: u64) -> String {
+pub(crate) fn telemetry_policies(interval: u64) -> String {
     format!(
         "apiVersion: twinops/v1
 kind: Policy

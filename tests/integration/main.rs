@@ -12,3 +12,4 @@ mod apply;
 mod cli;
 mod corpus;
 mod fleets;
+mod rest;
