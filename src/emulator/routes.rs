@@ -522,17 +522,7 @@ fn scan(
                 .filter(|twin| statement.matches(&twin.json))
                 .count();
         }
-        let row = statement.rows(std::iter::empty::<&Value>());
-        let row = row
-            .into_iter()
-            .map(|mut row| {
-                if let Some(count) = row.as_object_mut().and_then(|row| row.values_mut().next()) {
-                    *count = Value::from(matching);
-                }
-                row
-            })
-            .collect();
-        return Ok((row, None));
+        return Ok((statement.count_rows(matching), None));
     }
     let returned = after.map_or(0, |after| after.returned);
     let left = statement

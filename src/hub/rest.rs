@@ -2,7 +2,9 @@
 //! over reqwest and rustls, for real hubs and for the emulator.
 //!
 //! Every request is paced by the hub's throttle for its kind (twin reads,
-//! twin updates, query pages, registry operations; [`throttle`]), signed
+//! twin updates, query pages, registry operations; [`crate::hub::throttle`]; twin reads
+//! and updates evenly spaced, queries and registry operations in per-minute
+//! bursts as the hub counts them), signed
 //! with a shared access signature that is renewed before it expires, and
 //! retried with exponential backoff and jitter on 429, 5xx, timeouts and
 //! dropped connections (honouring `Retry-After`). Other errors are mapped
@@ -141,7 +143,7 @@ impl RestHub {
             key: settings.connection.key.clone(),
             client,
             token: Mutex::new(None),
-            buckets: Buckets::new(&Throttles::for_hub(settings.tier, settings.units)),
+            buckets: Buckets::new(&Throttles::for_hub(settings.tier, settings.units).evenly()),
             retry: settings.retry,
         })
     }

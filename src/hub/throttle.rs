@@ -129,6 +129,16 @@ impl Throttles {
         }
     }
 
+    /// The same rates with per-second throttles spread evenly (no burst),
+    /// as a client paces itself: requests leave at the rate, not in bursts
+    /// that the hub would have to shape.
+    #[must_use]
+    pub fn evenly(mut self) -> Self {
+        self.twin_reads.burst = 1;
+        self.twin_updates.burst = 1;
+        self
+    }
+
     /// The rate `operation` counts against.
     #[must_use]
     pub fn rate(&self, operation: Operation) -> Rate {

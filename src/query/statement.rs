@@ -147,6 +147,18 @@ impl Statement {
     }
 }
 
+impl Statement {
+    /// The result of a `COUNT()` query over `count` matching twins: one row,
+    /// none under `TOP 0`; no rows for other selections.
+    #[must_use]
+    pub fn count_rows(&self, count: usize) -> Vec<Value> {
+        match &self.selection {
+            Selection::Count { alias } if self.top != Some(0) => vec![count_row(alias, count)],
+            _ => Vec::new(),
+        }
+    }
+}
+
 impl Field {
     /// The value of this field in `twin`, if the twin defines it; keys match exactly.
     #[must_use]
@@ -206,7 +218,7 @@ pub fn statement(text: &str) -> Result<Statement, QueryError> {
         let at = items.partition_point(|item| item.offset() < offset);
         items.insert(at, Item::Star(offset));
     }
-    let (items, prefixes) = strip_module_prefixes(items);
+    let (items, prefixes) = strip_module_prefixes(&items);
     Reader {
         text: source,
         items,
@@ -230,6 +242,9 @@ fn stray_star(offset: usize) -> QueryError {
         .with_help("`*` selects whole twins right after `SELECT`; arithmetic is not supported")
         .into()
 }
+
+/// A byte offset and length in the statement.
+type Span = (usize, usize);
 
 /// One token of a statement: the lexer's, or a `*`, which it does not make.
 #[derive(Debug, Clone)]
@@ -273,8 +288,8 @@ impl Item<'_> {
 /// Drops every `devices.modules.` that starts a path, and returns the byte
 /// spans of those dropped. A path starts wherever a word follows anything but
 /// a `.` (then it is a key) or `FROM` (then it is the collection).
-fn strip_module_prefixes(items: Vec<Item<'_>>) -> (Vec<Item<'_>>, Vec<(usize, usize)>) {
-    let mut kept: Vec<Item<'_>> = Vec::with_capacity(items.len());
+fn strip_module_prefixes<'a>(items: &[Item<'a>]) -> (Vec<Item<'a>>, Vec<Span>) {
+    let mut kept: Vec<Item<'a>> = Vec::with_capacity(items.len());
     let mut prefixes = Vec::new();
     let mut i = 0;
     while let Some(item) = items.get(i) {
@@ -308,7 +323,7 @@ struct Reader<'a> {
     /// Index of the next unread item.
     pos: usize,
     /// Byte spans of the `devices.modules.` prefixes dropped from paths.
-    prefixes: Vec<(usize, usize)>,
+    prefixes: Vec<Span>,
 }
 
 impl<'a> Reader<'a> {
@@ -542,7 +557,7 @@ impl<'a> Reader<'a> {
     }
 
     /// `AS name`, if present: the name and its byte span.
-    fn alias(&mut self) -> Result<Option<(String, (usize, usize))>, QueryError> {
+    fn alias(&mut self) -> Result<Option<(String, Span)>, QueryError> {
         if !self.at_word("AS") {
             return Ok(None);
         }
@@ -561,7 +576,7 @@ impl<'a> Reader<'a> {
 
     /// `path [AS name]`, and the span of the name (the alias, else the path).
     /// `what` says what was expected, for the error when no path is there.
-    fn field(&mut self, what: &str) -> Result<(Field, (usize, usize)), QueryError> {
+    fn field(&mut self, what: &str) -> Result<(Field, Span), QueryError> {
         let start = self.pos;
         let first = match self.peek() {
             Some(Item::Token(
@@ -598,18 +613,20 @@ impl<'a> Reader<'a> {
             .last()
             .map_or(first.offset, |last| last.offset() + last.len());
         let span = (first.offset, end - first.offset);
-        let keys = match parser::expression(self.text, Self::tokens_of(extent)?)? {
-            Expr::Value(Operand::Path(path)) => path.keys().to_vec(),
-            _ => {
-                let written = self.text.get(span.0..end).unwrap_or_default();
-                return Err(SyntaxError::new(
-                    format!("expected a twin path, found {}", quote(written)),
-                    span.0,
-                    span.1,
-                )
-                .into());
-            }
+        // INVARIANT: an extent that starts with a word that is not reserved
+        // parses as a path or not at all; the `else` only keeps this total.
+        let Expr::Value(Operand::Path(path)) =
+            parser::expression(self.text, Self::tokens_of(extent)?)?
+        else {
+            let written = self.text.get(span.0..end).unwrap_or_default();
+            return Err(SyntaxError::new(
+                format!("expected a twin path, found {}", quote(written)),
+                span.0,
+                span.1,
+            )
+            .into());
         };
+        let keys = path.keys().to_vec();
         let (name, span) = match self.alias()? {
             Some(alias) => alias,
             None => (keys.last().cloned().unwrap_or_default(), span),
