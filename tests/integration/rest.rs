@@ -17,7 +17,7 @@ use twinops::emulator::{self, Options, Running};
 use twinops::hub::local::LocalHub;
 use twinops::hub::rest::{RestHub, Retry, Scheme, Settings};
 use twinops::hub::sas::{self, ConnectionString, Secret};
-use twinops::hub::throttle::Tier;
+use twinops::hub::throttle::{Throttles, Tier};
 use twinops::hub::{Hub, HubError, TwinId};
 
 use crate::apply::{PROJECT_TOML, Project, Run, generated_fleet, telemetry_policies};
@@ -346,12 +346,7 @@ fn bad_signatures_are_refused_with_a_clear_error() {
     assert!(!refused.stderr.contains(other_key), "{refused}");
 
     let url = format!("https://{host}/twins/dev-0000?api-version=2021-04-12");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(&emulator.ca_file).unwrap()).unwrap();
-    let http = reqwest::Client::builder()
-        .tls_certs_only([ca])
-        .build()
-        .unwrap();
+    let http = raw_client(&emulator);
     let key = Secret::new(emulator.key());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -384,7 +379,7 @@ fn bad_signatures_are_refused_with_a_clear_error() {
             let response = request.send().await.unwrap();
             assert_eq!(response.status(), 401, "{says}");
             assert_eq!(response.headers()["iothub-errorcode"], code, "{says}");
-            let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+            let body = body(response).await;
             let message = body["Message"].as_str().unwrap();
             assert!(
                 message.starts_with(&format!("ErrorCode:{code};")) && message.contains(says),
@@ -487,4 +482,157 @@ fn no_secret_reaches_any_output_at_maximum_logging() {
             assert!(!text.contains(secret), "`{file}` holds `{secret}`");
         }
     }
+}
+
+#[test]
+fn module_identities_are_created_and_registry_reads_answer_as_iot_hub_does() {
+    let project = Project::with_fleet("rest-registry", &fleet_with_modules(4), "");
+    let emulator = Emulator::start(&project, Options::default());
+    let client = emulator.client();
+    let host = emulator.running.as_ref().unwrap().host();
+    let http = raw_client(&emulator);
+    let token = owner_token(&emulator, &host);
+    emulator.runtime.block_on(async {
+        let created = client
+            .create_module("dev-0001", "azureiotsecurity")
+            .await
+            .unwrap();
+        assert_eq!(created.json["moduleId"], "azureiotsecurity");
+        assert!(created.json["etag"].is_string());
+        match client.create_module("dev-0001", "azureiotsecurity").await {
+            Err(HubError::ModuleExists { device, module }) => {
+                assert_eq!(
+                    (device.as_str(), module.as_str()),
+                    ("dev-0001", "azureiotsecurity")
+                );
+            }
+            other => panic!("expected a 409, got {other:?}"),
+        }
+        match client.create_module("no-such-device", "m").await {
+            Err(HubError::DeviceNotFound { device }) => assert_eq!(device, "no-such-device"),
+            other => panic!("expected a device 404, got {other:?}"),
+        }
+        let missing = TwinId {
+            device_id: "dev-0003".to_owned(),
+            module_id: Some("agent".to_owned()),
+        };
+        assert!(matches!(
+            client.twin(&missing).await,
+            Err(HubError::ModuleNotFound { .. })
+        ));
+
+        let get = |path: &str| {
+            http.get(format!("https://{host}{path}"))
+                .header("authorization", token.expose())
+                .send()
+        };
+        let devices: Value =
+            body(get("/devices?top=2&api-version=2021-04-12").await.unwrap()).await;
+        assert_eq!(devices.as_array().unwrap().len(), 2);
+        assert_eq!(devices[0]["deviceId"], "dev-0000");
+        assert_eq!(devices[0]["authentication"]["type"], "sas");
+        let modules: Value = body(
+            get("/devices/dev-0001/modules?api-version=2021-04-12")
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(modules[0]["moduleId"], "azureiotsecurity");
+        let absent = get("/devices/nobody?api-version=2021-04-12").await.unwrap();
+        assert_eq!(absent.status(), 404);
+        assert_eq!(absent.headers()["iothub-errorcode"], "DeviceNotFound");
+        let unversioned = get("/devices/dev-0000").await.unwrap();
+        assert_eq!(unversioned.status(), 400);
+        assert_eq!(
+            unversioned.headers()["iothub-errorcode"],
+            "InvalidProtocolVersion"
+        );
+        let twin = get("/twins/dev-0000?api-version=2021-04-12").await.unwrap();
+        let etag = twin.headers()["etag"].to_str().unwrap().to_owned();
+        let twin: Value = body(twin).await;
+        assert_eq!(
+            etag,
+            format!("\"{}\"", twin["etag"].as_str().unwrap()),
+            "ETag header quoted"
+        );
+    });
+}
+
+#[test]
+fn the_emulator_throttles_past_its_tier_with_iot_hubs_429() {
+    let project = Project::with_fleet("rest-throttle", &generated_fleet(3), "");
+    let emulator = Emulator::start(
+        &project,
+        Options {
+            throttles: Some(Throttles::for_hub(Tier::S1, 1)),
+            backlog: Duration::ZERO,
+            ..Options::default()
+        },
+    );
+    let host = emulator.running.as_ref().unwrap().host();
+    let http = raw_client(&emulator);
+    let token = owner_token(&emulator, &host);
+    // S1 serves 100 twin reads a second; 300 at once overflow it.
+    let statuses: Vec<(u16, String)> = emulator.runtime.block_on(async {
+        let requests = (0..300).map(|_| {
+            http.get(format!(
+                "https://{host}/twins/dev-0000?api-version=2021-04-12"
+            ))
+            .header("authorization", token.expose())
+            .send()
+        });
+        let mut statuses = Vec::new();
+        for response in futures_util::future::join_all(requests).await {
+            let response = response.unwrap();
+            let code = response
+                .headers()
+                .get("iothub-errorcode")
+                .map(|code| code.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            statuses.push((response.status().as_u16(), code));
+        }
+        statuses
+    });
+    let served = statuses.iter().filter(|(status, _)| *status == 200).count();
+    let throttled: Vec<&(u16, String)> = statuses
+        .iter()
+        .filter(|(status, _)| *status == 429)
+        .collect();
+    assert!(served >= 100, "a second's worth is served: {served}");
+    assert!(!throttled.is_empty(), "the rest is refused");
+    assert!(
+        throttled
+            .iter()
+            .all(|(_, code)| code == "ThrottlingBacklogTimeout")
+    );
+    assert_eq!(served + throttled.len(), 300);
+}
+
+/// A plain reqwest client that trusts the emulator's CA.
+fn raw_client(emulator: &Emulator) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&emulator.ca_file).unwrap()).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .build()
+        .unwrap()
+}
+
+/// An `iothubowner` token for `host`, valid for ten minutes.
+fn owner_token(emulator: &Emulator, host: &str) -> Secret {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    sas::sign(
+        &sas::resource_for(host),
+        now + 600,
+        "iothubowner",
+        &Secret::new(emulator.key()),
+    )
+    .unwrap()
+}
+
+async fn body(response: reqwest::Response) -> Value {
+    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
 }
