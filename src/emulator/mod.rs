@@ -164,11 +164,15 @@ pub struct Running {
 
 impl Running {
     /// The host clients name: `localhost:PORT` under TLS (the certificate
-    /// covers it), else the bound address.
+    /// covers it; plain `localhost` on 443, as the Node SDK ignores a port),
+    /// else the bound address.
     #[must_use]
     pub fn host(&self) -> String {
         if self.tls && self.address.ip().is_loopback() {
-            format!("localhost:{}", self.address.port())
+            match self.address.port() {
+                443 => "localhost".to_owned(),
+                port => format!("localhost:{port}"),
+            }
         } else {
             self.address.to_string()
         }
