@@ -124,42 +124,46 @@ pub enum HubCommand {
     },
     /// Serve a local hub over IoT Hub's REST API (an emulator for the REST
     /// backend, scripts and the official SDKs); prints the connection string.
-    Serve {
-        /// The local hub file (default: the environment's database).
-        #[arg(long, value_name = "FILE")]
-        db: Option<PathBuf>,
-        /// A snapshot loaded when the hub file is new.
-        #[arg(long, value_name = "FILE")]
-        seed: Option<PathBuf>,
-        /// The address to listen on (port 0 picks a free port).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
-        listen: String,
-        /// Serve HTTPS with a self-signed certificate for `localhost` and `127.0.0.1`.
-        #[arg(long)]
-        tls: bool,
-        /// Where the TLS files (`ca.pem`, `cert.pem`, `key.pem`) are kept
-        /// (default: `emulator/` beside the hub file).
-        #[arg(long, value_name = "DIR", requires = "tls")]
-        cert_dir: Option<PathBuf>,
-        /// The tier whose throttles are enforced.
-        #[arg(long, value_name = "TIER", default_value = "S1")]
-        tier: String,
-        /// The unit count whose throttles are enforced.
-        #[arg(long, value_name = "N", default_value_t = 1)]
-        units: u32,
-        /// Enforce no throttle at all.
-        #[arg(long, conflicts_with_all = ["tier", "units"])]
-        unthrottled: bool,
-        /// The largest query page.
-        #[arg(long, value_name = "N", default_value_t = 100)]
-        page_size: usize,
-        /// Shares of requests to fail: `429=0.05,503=0.05,drop=0.05,delay=0.1[:MS]`.
-        #[arg(long, value_name = "SPEC")]
-        faults: Option<String>,
-        /// Seed of the fault draws, to repeat a run.
-        #[arg(long, value_name = "N", requires = "faults")]
-        fault_seed: Option<u64>,
-    },
+    Serve(ServeArgs),
+}
+
+/// Flags of `twinops hub serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The local hub file (default: the environment's database).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// A snapshot loaded when the hub file is new.
+    #[arg(long, value_name = "FILE")]
+    pub seed: Option<PathBuf>,
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub listen: String,
+    /// Serve HTTPS with a self-signed certificate for `localhost` and `127.0.0.1`.
+    #[arg(long)]
+    pub tls: bool,
+    /// Where the TLS files (`ca.pem`, `cert.pem`, `key.pem`) are kept
+    /// (default: `emulator/` beside the hub file).
+    #[arg(long, value_name = "DIR", requires = "tls")]
+    pub cert_dir: Option<PathBuf>,
+    /// The tier whose throttles are enforced.
+    #[arg(long, value_name = "TIER", default_value = "S1")]
+    pub tier: String,
+    /// The unit count whose throttles are enforced.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub units: u32,
+    /// Enforce no throttle at all.
+    #[arg(long, conflicts_with_all = ["tier", "units"])]
+    pub unthrottled: bool,
+    /// The largest query page.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub page_size: usize,
+    /// Shares of requests to fail: `429=0.05,503=0.05,drop=0.05,delay=0.1[:MS]`.
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<String>,
+    /// Seed of the fault draws, to repeat a run.
+    #[arg(long, value_name = "N", requires = "faults")]
+    pub fault_seed: Option<u64>,
 }
 
 impl Command {
@@ -171,7 +175,7 @@ impl Command {
             self,
             Self::Schema { .. }
                 | Self::Hub {
-                    command: HubCommand::Serve { db: Some(_), .. }
+                    command: HubCommand::Serve(ServeArgs { db: Some(_), .. })
                 }
         )
     }

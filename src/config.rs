@@ -1,7 +1,9 @@
 //! Config: flags + `twinops.toml` + environment → [`Config`], once.
 //!
 //! The only module that reads the environment (`NO_COLOR`, whether stdout
-//! and stderr are terminals) and the project file.
+//! and stderr are terminals, the connection strings `iothub` environments
+//! name) and the project file; `main` alone reads `TWINOPS_LOG`, to start
+//! logging before anything else.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -12,6 +14,7 @@ use serde::Deserialize;
 use crate::cli::{Cli, ColorChoice, ErrorFormat};
 use crate::diag::{Diagnostic, Severity, SourceFile, SourceMap, Span};
 use crate::hub::rest::Scheme;
+use crate::hub::sas::Secret;
 use crate::hub::throttle::Tier;
 use crate::validate::Unschematized;
 
@@ -120,6 +123,8 @@ pub enum HubLocation {
     IotHub {
         /// The environment variable holding the connection string.
         connection_string_env: String,
+        /// Its value, when set.
+        connection_string: Option<Secret>,
         /// The tier, for pacing.
         tier: Tier,
         /// The unit count, for pacing.
@@ -229,18 +234,15 @@ impl Config {
                 ..Self::defaults(cwd)
             });
         }
-        let path = match found {
-            Some(path) => path,
-            None => find_project_file(cwd).ok_or_else(|| {
-                ConfigFailure::Operational(Box::new(operational(
-                    format!(
-                        "no `{PROJECT_FILE}` in `{}` or any parent directory",
-                        cwd.display()
-                    ),
-                    Some("run twinops inside a project, or pass `--config FILE`"),
-                )))
-            })?,
-        };
+        let path = found.ok_or_else(|| {
+            ConfigFailure::Operational(Box::new(operational(
+                format!(
+                    "no `{PROJECT_FILE}` in `{}` or any parent directory",
+                    cwd.display()
+                ),
+                Some("run twinops inside a project, or pass `--config FILE`"),
+            )))
+        })?;
         let root = path
             .parent()
             .map_or_else(|| cwd.to_path_buf(), Path::to_path_buf);
@@ -383,6 +385,9 @@ fn environments(
                 } => Environment {
                     name: name.clone(),
                     hub: HubLocation::IotHub {
+                        connection_string: std::env::var(&connection_string_env)
+                            .ok()
+                            .map(Secret::new),
                         connection_string_env,
                         tier,
                         units: units.max(1),

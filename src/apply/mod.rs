@@ -3,13 +3,18 @@
 //! Each twin's patch is sent with `If-Match` set to the etag it was planned
 //! against, so a twin changed since the plan is never overwritten: it is
 //! reported stale, with what changed, and left alone. One bad twin never
-//! stops the run. Modules to create are created first. Draws nothing:
-//! progress goes to a callback.
+//! stops the run. Twins go concurrently, up to a limit (the hub paces
+//! them); a module to create is created just before its twin is patched.
+//! After a 412 the twin is read again: if it already holds everything the
+//! patch sets (a retried write whose answer was lost, or someone wrote the
+//! same values), it counts as applied. Draws nothing: progress goes to a
+//! callback.
 
 use futures_util::{StreamExt as _, stream};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::fleet::Twin;
 use crate::hub::{Hub, HubError, TwinId};
 use crate::plan::{Action, Plan, TwinPlan, patch};
 
@@ -148,41 +153,42 @@ async fn create(id: &TwinId, hub: &impl Hub) -> Result<String, String> {
         }
         Err(error) => return Err(error.to_string()),
     };
-    Ok(created
+    created
         .json
         .get("etag")
         .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned())
+        .filter(|etag| !etag.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| "the created module twin has no etag to write against".to_owned())
 }
 
 /// After a 412: the twin as it is now. If the patch is already in effect
 /// (a retried write whose first answer was lost in a dropped connection),
 /// the twin is applied; otherwise it is stale.
 async fn stale_or_applied(twin: &TwinPlan, hub: &impl Hub) -> Outcome {
-    if let Ok(now) = hub.twin(&twin.id()).await {
-        if patch::is_in_effect(&twin.patch, Some(&now.json)) {
-            return Outcome::Applied {
-                etag: now
-                    .json
-                    .get("etag")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-            };
-        }
+    let Ok(now) = hub.twin(&twin.id()).await else {
+        return Outcome::Stale {
+            changed: vec!["the twin changed and could not be read again".to_owned()],
+        };
+    };
+    if patch::is_in_effect(&twin.patch, Some(&now.json)) {
+        return Outcome::Applied {
+            etag: now
+                .json
+                .get("etag")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        };
     }
     Outcome::Stale {
-        changed: what_changed(twin, hub).await,
+        changed: what_changed(twin, &now),
     }
 }
 
 /// For a stale twin: which planned leaves no longer hold the value the plan
 /// saw, else that something else on the twin changed.
-async fn what_changed(twin: &TwinPlan, hub: &impl Hub) -> Vec<String> {
-    let Ok(now) = hub.twin(&twin.id()).await else {
-        return vec!["the twin changed and could not be read again".to_owned()];
-    };
+fn what_changed(twin: &TwinPlan, now: &Twin) -> Vec<String> {
     let desired = now.json.pointer("/properties/desired");
     let mut changed: Vec<String> = twin
         .changes

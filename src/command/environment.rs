@@ -65,12 +65,13 @@ pub(super) fn open(
         )?),
         HubLocation::IotHub {
             connection_string_env,
+            connection_string,
             tier,
             units,
             ca_file,
             scheme,
         } => {
-            let text = std::env::var(connection_string_env).map_err(|_| {
+            let text = connection_string.as_ref().ok_or_else(|| {
                 Failure::new(operational(
                     format!(
                         "environment `{}` reads its IoT Hub connection string from `${connection_string_env}`, which is not set",
@@ -81,7 +82,7 @@ pub(super) fn open(
                     )),
                 ))
             })?;
-            let connection = ConnectionString::from_str(&text)
+            let connection = ConnectionString::from_str(text.expose())
                 .map_err(|error| Failure::new(Diagnostic::from_error(&error, Severity::Error)))?;
             let settings = Settings {
                 connection,

@@ -124,8 +124,8 @@ pub fn run(
             command: HubCommand::Import { file },
         } => snapshots::import(config, file, io),
         Command::Hub {
-            command: serve @ HubCommand::Serve { .. },
-        } => serve::run(config, serve, io),
+            command: HubCommand::Serve(args),
+        } => serve::run(config, args, io),
         Command::Schema { name } => schema::run(name.as_deref(), out),
     }
 }

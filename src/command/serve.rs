@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 
-use crate::cli::HubCommand;
+use crate::cli::ServeArgs;
 use crate::command::environment::{self, Seed};
 use crate::command::{Failure, Io};
 use crate::config::{Config, HubLocation, operational};
@@ -17,68 +17,20 @@ use crate::emulator::{self, Options};
 use crate::exit::ExitStatus;
 use crate::hub::throttle::{Throttles, Tier};
 
-/// Flags of `twinops hub serve`.
-struct Flags<'a> {
-    db: Option<&'a Path>,
-    seed: Option<&'a Path>,
-    listen: &'a str,
-    tls: bool,
-    cert_dir: Option<&'a Path>,
-    tier: &'a str,
-    units: u32,
-    unthrottled: bool,
-    page_size: usize,
-    faults: Option<&'a str>,
-    fault_seed: Option<u64>,
-}
-
-/// Runs `hub serve`; `command` is [`HubCommand::Serve`].
+/// Runs `hub serve` until Ctrl-C or SIGTERM.
 pub(super) fn run(
     config: &Config,
-    command: &HubCommand,
+    flags: &ServeArgs,
     io: &mut Io<'_>,
 ) -> Result<ExitStatus, Failure> {
-    let HubCommand::Serve {
-        db,
-        seed,
-        listen,
-        tls,
-        cert_dir,
-        tier,
-        units,
-        unthrottled,
-        page_size,
-        faults,
-        fault_seed,
-    } = command
-    else {
-        return Ok(ExitStatus::OperationalError);
-    };
-    let flags = Flags {
-        db: db.as_deref(),
-        seed: seed.as_deref(),
-        listen,
-        tls: *tls,
-        cert_dir: cert_dir.as_deref(),
-        tier,
-        units: *units,
-        unthrottled: *unthrottled,
-        page_size: *page_size,
-        faults: faults.as_deref(),
-        fault_seed: *fault_seed,
-    };
-    serve(config, &flags, io)
-}
-
-fn serve(config: &Config, flags: &Flags<'_>, io: &mut Io<'_>) -> Result<ExitStatus, Failure> {
     let invalid = |message: String| Failure::new(operational(message, None));
     let throttles = if flags.unthrottled {
         None
     } else {
-        let tier = Tier::from_str(flags.tier).map_err(invalid)?;
+        let tier = Tier::from_str(&flags.tier).map_err(invalid)?;
         Some(Throttles::for_hub(tier, flags.units))
     };
-    let mut faults = match flags.faults {
+    let mut faults = match flags.faults.as_deref() {
         Some(spec) => {
             Faults::from_str(spec).map_err(|reason| invalid(format!("--faults: {reason}")))?
         }
@@ -87,8 +39,8 @@ fn serve(config: &Config, flags: &Flags<'_>, io: &mut Io<'_>) -> Result<ExitStat
     if let Some(seed) = flags.fault_seed {
         faults = faults.seeded(seed);
     }
-    let (database, environment_seed) = database(config, flags.db)?;
-    let seed_file = flags.seed.map(Path::to_path_buf).or(environment_seed);
+    let (database, environment_seed) = database(config, flags.db.as_deref())?;
+    let seed_file = flags.seed.clone().or(environment_seed);
     let hub = environment::open_local(
         config,
         &database,
@@ -97,10 +49,10 @@ fn serve(config: &Config, flags: &Flags<'_>, io: &mut Io<'_>) -> Result<ExitStat
         io.err,
     )?;
     let tls = if flags.tls {
-        let directory = flags.cert_dir.map_or_else(
-            || database.parent().unwrap_or(Path::new(".")).join("emulator"),
-            Path::to_path_buf,
-        );
+        let directory = flags
+            .cert_dir
+            .clone()
+            .unwrap_or_else(|| database.parent().unwrap_or(Path::new(".")).join("emulator"));
         let identity =
             Identity::in_directory(&directory).map_err(|error| emulator_failure(&error))?;
         let server = identity
@@ -121,7 +73,7 @@ fn serve(config: &Config, flags: &Flags<'_>, io: &mut Io<'_>) -> Result<ExitStat
         .build()
         .map_err(|error| invalid(format!("cannot start the async runtime: {error}")))?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(flags.listen)
+        let listener = tokio::net::TcpListener::bind(flags.listen.as_str())
             .await
             .map_err(|error| invalid(format!("cannot listen on `{}`: {error}", flags.listen)))?;
         let server = tls.as_ref().map(|(_, server)| server.clone());

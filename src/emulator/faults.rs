@@ -5,6 +5,7 @@
 //! Spec: `429=0.05,503=0.05,drop=0.05,delay=0.1` (shares of requests, which
 //! add up to at most 1); `delay=0.1:500` delays by 500 ms (default 250).
 
+use std::collections::VecDeque;
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub struct Faults {
     delay: f64,
     delay_by: Duration,
     random: Mutex<Option<fastrand::Rng>>,
+    /// Faults for the next requests, in order, before any draw.
+    script: Mutex<VecDeque<Fault>>,
 }
 
 impl Faults {
@@ -53,6 +56,16 @@ impl Faults {
         self
     }
 
+    /// The next requests meet `faults`, in order (tests that need one
+    /// exact fault at one exact request); later ones are drawn.
+    #[must_use]
+    pub fn scripted(faults: impl IntoIterator<Item = Fault>) -> Self {
+        Self {
+            script: Mutex::new(faults.into_iter().collect()),
+            ..Self::default()
+        }
+    }
+
     /// Whether any fault is configured.
     #[must_use]
     pub fn any(&self) -> bool {
@@ -61,6 +74,14 @@ impl Faults {
 
     /// Draws the fault for the next request.
     pub fn draw(&self) -> Fault {
+        let scripted = self
+            .script
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front();
+        if let Some(fault) = scripted {
+            return fault;
+        }
         if !self.any() {
             return Fault::None;
         }

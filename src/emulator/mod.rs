@@ -143,7 +143,10 @@ impl Default for Options {
 #[derive(Debug)]
 pub(crate) struct State {
     hub: LocalHub,
-    policies: Vec<(Policy, Rights)>,
+    /// The shared access policies and their keys.
+    keys: Vec<Policy>,
+    /// What each policy may do, by name.
+    rights: Vec<(&'static str, Rights)>,
     buckets: Option<Buckets>,
     backlog: Duration,
     page_size: usize,
@@ -163,18 +166,18 @@ pub struct Running {
 }
 
 impl Running {
-    /// The host clients name: `localhost:PORT` under TLS (the certificate
-    /// covers it; plain `localhost` on 443, as the Node SDK ignores a port),
-    /// else the bound address.
+    /// The host clients on this machine name: `localhost:PORT` under TLS
+    /// (the certificate covers it; plain `localhost` on 443, as the Node SDK
+    /// ignores a port), else the bound address (`127.0.0.1` for a wildcard).
     #[must_use]
     pub fn host(&self) -> String {
-        if self.tls && self.address.ip().is_loopback() {
-            match self.address.port() {
-                443 => "localhost".to_owned(),
-                port => format!("localhost:{port}"),
-            }
-        } else {
-            self.address.to_string()
+        let ip = self.address.ip();
+        let local = ip.is_loopback() || ip.is_unspecified();
+        match (self.tls && local, self.address.port()) {
+            (true, 443) => "localhost".to_owned(),
+            (true, port) => format!("localhost:{port}"),
+            (false, port) if ip.is_unspecified() => format!("127.0.0.1:{port}"),
+            (false, _) => self.address.to_string(),
         }
     }
 
@@ -214,17 +217,18 @@ pub fn start(
             address: "the listener".to_owned(),
             reason: error.to_string(),
         })?;
-    let policies = access_policies(&hub)?;
-    let owner_key = policies
+    let keys = access_policies(&hub)?;
+    let owner_key = keys
         .iter()
-        .find(|(policy, _)| policy.name == "iothubowner")
+        .find(|policy| policy.name == "iothubowner")
         .map_or_else(
             || Secret::new(String::new()),
-            |(policy, _)| policy.primary.clone(),
+            |policy| policy.primary.clone(),
         );
     let state = Arc::new(State {
         hub,
-        policies,
+        keys,
+        rights: POLICIES.to_vec(),
         buckets: options.throttles.as_ref().map(Buckets::new),
         backlog: options.backlog,
         page_size: options.page_size.max(1),
@@ -244,23 +248,22 @@ pub fn start(
     })
 }
 
-/// The hub's policies, with keys made on first use and kept in the hub.
-fn access_policies(hub: &LocalHub) -> Result<Vec<(Policy, Rights)>, HubError> {
+/// The hub's policies, with keys made on first use and kept in the hub
+/// file's `meta` table (like a real hub's keys, they are the hub's own: a
+/// copy of the file carries them).
+fn access_policies(hub: &LocalHub) -> Result<Vec<Policy>, HubError> {
     POLICIES
         .iter()
-        .map(|(name, rights)| {
+        .map(|(name, _)| {
             let primary =
                 hub.meta_or_insert(&format!("emulator.key.{name}.primary"), &new_key())?;
             let secondary =
                 hub.meta_or_insert(&format!("emulator.key.{name}.secondary"), &new_key())?;
-            Ok((
-                Policy {
-                    name: (*name).to_owned(),
-                    primary: Secret::new(primary),
-                    secondary: Some(Secret::new(secondary)),
-                },
-                *rights,
-            ))
+            Ok(Policy {
+                name: (*name).to_owned(),
+                primary: Secret::new(primary),
+                secondary: Some(Secret::new(secondary)),
+            })
         })
         .collect()
 }

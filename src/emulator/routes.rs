@@ -26,8 +26,14 @@ use crate::hub::wire::{self, ErrorCode};
 use crate::hub::{AuthError, HubError, TwinId, model, sas};
 use crate::query::{self, Collection, Selection, Statement};
 
-/// The oldest api-version accepted: the first with twin arrays (§1).
-const OLDEST_API_VERSION: &str = "2019-10-01";
+/// The api-versions the emulator speaks: those since twin arrays (§1).
+const API_VERSIONS: [&str; 5] = [
+    "2019-10-01",
+    "2020-03-13",
+    "2020-09-30",
+    "2021-04-12",
+    "2024-03-31",
+];
 /// Twins read from the hub per scan step of a query.
 const SCAN_BATCH: usize = 500;
 /// The most devices `GET /devices` lists.
@@ -160,8 +166,7 @@ async fn admit(
     let authorization = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    let policies: Vec<sas::Policy> = state.policies.iter().map(|(p, _)| p.clone()).collect();
-    let name = sas::validate(authorization, &policies, host, unix_now()).map_err(|refusal| {
+    let name = sas::validate(authorization, &state.keys, host, unix_now()).map_err(|refusal| {
         tracing::info!(%refusal, "request refused");
         match refusal {
             AuthError::Missing => error(wire::UNAUTHORIZED, "Authorization header missing."),
@@ -169,9 +174,9 @@ async fn admit(
         }
     })?;
     let allowed = state
-        .policies
+        .rights
         .iter()
-        .find(|(policy, _)| policy.name == name)
+        .find(|(policy, _)| *policy == name)
         .is_some_and(|(_, rights)| needs(*rights));
     if !allowed {
         return Err(Box::new(error(
@@ -195,18 +200,9 @@ async fn admit(
     Ok(())
 }
 
-/// Whether an api-version (`YYYY-MM-DD[-preview]`) is one the emulator speaks.
+/// Whether the emulator speaks `version` (§1: unknown versions are refused).
 fn supported(version: &str) -> bool {
-    let date = version.get(..10).unwrap_or_default();
-    let shaped = date.len() == 10
-        && date.bytes().enumerate().all(|(at, byte)| {
-            if at == 4 || at == 7 {
-                byte == b'-'
-            } else {
-                byte.is_ascii_digit()
-            }
-        });
-    shaped && date >= OLDEST_API_VERSION && (version.len() == 10 || version[10..].starts_with('-'))
+    API_VERSIONS.contains(&version)
 }
 
 /// A query-string parameter, percent-decoded.
@@ -552,7 +548,7 @@ fn scan(
         (true, Some(last)) => Some(Continuation {
             device: last.device_id,
             module: last.module_id,
-            returned: returned + rows.len(),
+            returned: returned.saturating_add(rows.len()),
         }),
         _ => None,
     };
@@ -754,9 +750,10 @@ mod tests {
         assert!(supported("2019-10-01"));
         assert!(!supported("2017-11-08-preview"));
         assert!(supported("2024-03-31"));
-        assert!(!supported("2019-03-30"));
+        assert!(!supported("2019-03-30"), "before twin arrays");
+        assert!(!supported("2020-13-45"));
+        assert!(!supported("2099-01-01"));
         assert!(!supported("latest"));
-        assert!(!supported("2021-04-12x"));
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! one twin, a merge-patch or replacement with an optional `If-Match` etag,
 //! and module identity creation. Backends: [`local`] (an SQLite file, the
 //! embedded default) and [`rest`] (Azure IoT Hub, or the emulator, over
-//! HTTPS); [`AnyHub`] is whichever an environment names. [`snapshot`] reads
-//! and writes NDJSON fleet snapshots, [`throttle`] paces requests and
-//! [`wire`] reads and writes IoT Hub's error bodies. Twins cross this
+//! HTTPS); [`AnyHub`] is whichever an environment names. [`model`] is the
+//! pure twin model both the local hub and the emulator keep, [`snapshot`]
+//! reads and writes NDJSON fleet snapshots, [`sas`] signs and checks shared
+//! access signatures, [`throttle`] paces requests, [`wire`] reads and writes
+//! IoT Hub's error bodies, and `err` holds the boundary's errors. Twins cross this
 //! boundary in IoT Hub's own JSON shape (`reference/iothub-rest-api.md` §5).
 
 mod err;

@@ -131,6 +131,14 @@ impl RestHub {
     /// [`HubError::Client`] when the CA file cannot be read or TLS cannot be
     /// set up.
     pub fn connect(settings: &Settings) -> Result<Self, HubError> {
+        if settings.scheme == Scheme::Http && !is_loopback(&settings.connection.host_name) {
+            return Err(HubError::Client {
+                reason: format!(
+                    "plain HTTP is for an emulator on this machine only; `{}` is not a loopback host, and its token would travel in clear text",
+                    settings.connection.host_name
+                ),
+            });
+        }
         let client = http_client(settings)?;
         let scheme = match settings.scheme {
             Scheme::Https => "https",
@@ -156,6 +164,7 @@ impl RestHub {
         let body = serde_json::json!({ "query": statement });
         let mut items = Vec::new();
         let mut continuation: Option<HeaderValue> = None;
+        let mut seen = std::collections::HashSet::new();
         loop {
             let mut headers = vec![(
                 HeaderName::from_static("x-ms-max-item-count"),
@@ -186,10 +195,13 @@ impl RestHub {
                 .get("x-ms-continuation")
                 .filter(|token| !token.is_empty())
                 .cloned();
-            if page.is_empty() && next.is_some() && next == continuation {
+            if next
+                .as_ref()
+                .is_some_and(|token| !seen.insert(token.clone()))
+            {
                 return Err(self.protocol(
                     request,
-                    "an empty page repeated the continuation token it was asked with",
+                    "a continuation token came back a second time; the query would never end",
                 ));
             }
             items.extend(page);
@@ -292,6 +304,11 @@ impl RestHub {
                     retry_after(&reply.headers, self.retry.cap)
                         .unwrap_or_else(|| self.backoff(attempt))
                 }
+                Err(error) if is_permanent(&error) => {
+                    return Err(HubError::Client {
+                        reason: format!("{request_name}: {}", transport_failure(&error)),
+                    });
+                }
                 Err(error) => {
                     last_failure = transport_failure(&error);
                     self.backoff(attempt)
@@ -357,7 +374,7 @@ impl RestHub {
                 reason: if error.message.is_empty() {
                     "401 Unauthorized".to_owned()
                 } else {
-                    error.message
+                    sas::redacted(&error.message)
                 },
             },
             403 if error.is(wire::QUOTA_EXCEEDED) => HubError::QuotaExceeded {
@@ -389,7 +406,7 @@ impl RestHub {
             },
             400 if id.is_some() && error.is(wire::ARGUMENT_INVALID) => HubError::InvalidTwin {
                 twin,
-                reason: error.message,
+                reason: sas::redacted(&error.message),
             },
             _ => HubError::Service {
                 host: self.host.clone(),
@@ -399,8 +416,10 @@ impl RestHub {
                     None => reply.status.to_string(),
                 },
                 message: match error.tracking_id {
-                    Some(tracking) => format!("{} (tracking id {tracking})", error.message),
-                    None => error.message,
+                    Some(tracking) => {
+                        format!("{} (tracking id {tracking})", sas::redacted(&error.message))
+                    }
+                    None => sas::redacted(&error.message),
                 },
             },
         }
@@ -643,6 +662,27 @@ fn retry_after(headers: &HeaderMap, cap: Duration) -> Option<Duration> {
     Some(Duration::from_secs(seconds).min(cap))
 }
 
+/// Whether no retry can fix a transport failure: a request that cannot be
+/// built, or TLS refusing the hub's certificate.
+fn is_permanent(error: &reqwest::Error) -> bool {
+    if error.is_builder() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let tls = cause.downcast_ref::<rustls::Error>().is_some()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        if tls {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// A transport failure in words, without anything of the request but its URL.
 fn transport_failure(error: &reqwest::Error) -> String {
     let kind = if error.is_timeout() {
@@ -660,6 +700,19 @@ fn transport_failure(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     reason
+}
+
+/// Whether `host[:port]` names this machine.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 /// `/twins/{id}` or `/twins/{id}/modules/{mid}`.
@@ -727,6 +780,75 @@ mod tests {
         assert_eq!(quote("AAAAAAAAAAE="), "\"AAAAAAAAAAE=\"");
         assert_eq!(quote("\"AAAAAAAAAAE=\""), "\"AAAAAAAAAAE=\"");
         assert_eq!(quote("*"), "\"*\"");
+    }
+
+    #[test]
+    fn plain_http_is_refused_for_hosts_that_are_not_this_machine() {
+        let settings = |host: &str| {
+            Settings {
+            connection: format!(
+                "HostName={host};SharedAccessKeyName=iothubowner;SharedAccessKey=dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleTEyMzQ="
+            )
+            .parse()
+            .unwrap(),
+            tier: Tier::S1,
+            units: 1,
+            ca_file: None,
+            scheme: Scheme::Http,
+            retry: Retry::default(),
+            timeout: Duration::from_secs(1),
+        }
+        };
+        match RestHub::connect(&settings("myhub.azure-devices.net")) {
+            Err(HubError::Client { reason }) => assert!(reason.contains("clear text"), "{reason}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080"] {
+            assert!(RestHub::connect(&settings(host)).is_ok(), "{host}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_its_cap_and_retry_after_wins() {
+        let hub = RestHub::connect(&Settings {
+            connection: "HostName=localhost:1;SharedAccessKeyName=a;SharedAccessKey=dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleTEyMzQ="
+                .parse()
+                .unwrap(),
+            tier: Tier::S1,
+            units: 1,
+            ca_file: None,
+            scheme: Scheme::Http,
+            retry: Retry {
+                attempts: 8,
+                base: Duration::from_millis(100),
+                cap: Duration::from_secs(1),
+            },
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        for (attempt, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (9, 1000)] {
+            let delay = hub.backoff(attempt);
+            let full = Duration::from_millis(full);
+            assert!(
+                delay >= full / 2 && delay <= full,
+                "attempt {attempt}: {delay:?}"
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(
+            retry_after(&headers, Duration::from_secs(30)),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after(&headers, Duration::from_secs(5)),
+            Some(Duration::from_secs(5))
+        );
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers, Duration::from_secs(5)), None);
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub fn is_in_effect(patch: &Value, target: Option<&Value>) -> bool {
                 _ => is_in_effect(value, target.get(key)),
             })
         }
-        (Value::Object(patch), None) => patch.values().all(Value::is_null),
+        // Removals below an absent object remove nothing.
+        (Value::Object(patch), None) => patch
+            .values()
+            .all(|value| value.is_null() || (value.is_object() && is_in_effect(value, None))),
         (patch, target) => target == Some(patch),
     }
 }
@@ -92,7 +95,34 @@ fn collect(value: &Value, pointer: String, out: &mut BTreeMap<String, Value>) {
 mod tests {
     use serde_json::json;
 
-    use super::{leaves, merge_diff, whole};
+    use super::{is_in_effect, leaves, merge_diff, whole};
+
+    #[test]
+    fn a_patch_is_in_effect_when_applying_it_changes_nothing() {
+        let twin =
+            json!({"tags": {"a": 1}, "properties": {"desired": {"x": {"y": 2}, "$version": 4}}});
+        let holds = |patch| is_in_effect(&patch, Some(&twin));
+        assert!(holds(json!({"tags": {"a": 1}})));
+        assert!(holds(
+            json!({"properties": {"desired": {"x": {"y": 2}, "gone": null}}})
+        ));
+        assert!(holds(json!({})));
+        assert!(!holds(json!({"tags": {"a": 2}})), "a changed value");
+        assert!(!holds(json!({"tags": {"b": 1}})), "a new key");
+        assert!(
+            !holds(json!({"properties": {"desired": {"x": null}}})),
+            "a key to remove"
+        );
+        assert!(
+            !holds(json!({"properties": {"desired": {"x": 3}}})),
+            "an object replaced"
+        );
+        assert!(
+            is_in_effect(&json!({"tags": {"gone": null}}), None),
+            "only removals on nothing"
+        );
+        assert!(!is_in_effect(&json!({"tags": {"a": 1}}), None));
+    }
 
     #[test]
     fn merge_diff_sets_changed_keys_and_nulls_removed_ones() {

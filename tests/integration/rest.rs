@@ -12,12 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use twinops::emulator::cert::Identity;
-use twinops::emulator::faults::Faults;
+use twinops::emulator::faults::{Fault, Faults};
 use twinops::emulator::{self, Options, Running};
 use twinops::hub::local::LocalHub;
 use twinops::hub::rest::{RestHub, Retry, Scheme, Settings};
 use twinops::hub::sas::{self, ConnectionString, Secret};
-use twinops::hub::throttle::{Throttles, Tier};
+use twinops::hub::throttle::{Rate, Throttles, Tier};
 use twinops::hub::{Hub, HubError, TwinId};
 
 use crate::apply::{PROJECT_TOML, Project, Run, generated_fleet, telemetry_policies};
@@ -559,12 +559,20 @@ fn module_identities_are_created_and_registry_reads_answer_as_iot_hub_does() {
 }
 
 #[test]
-fn the_emulator_throttles_past_its_tier_with_iot_hubs_429() {
+fn the_emulator_throttles_past_its_rate_with_iot_hubs_429() {
     let project = Project::with_fleet("rest-throttle", &generated_fleet(3), "");
+    // Five twin reads at once, then one every thousand seconds.
+    let slow = Rate {
+        per_second: 0.001,
+        burst: 5,
+    };
     let emulator = Emulator::start(
         &project,
         Options {
-            throttles: Some(Throttles::for_hub(Tier::S1, 1)),
+            throttles: Some(Throttles {
+                twin_reads: slow,
+                ..Throttles::for_hub(Tier::S1, 1)
+            }),
             backlog: Duration::ZERO,
             ..Options::default()
         },
@@ -572,18 +580,17 @@ fn the_emulator_throttles_past_its_tier_with_iot_hubs_429() {
     let host = emulator.running.as_ref().unwrap().host();
     let http = raw_client(&emulator);
     let token = owner_token(&emulator, &host);
-    // S1 serves 100 twin reads a second; 300 at once overflow it.
     let statuses: Vec<(u16, String)> = emulator.runtime.block_on(async {
-        let requests = (0..300).map(|_| {
-            http.get(format!(
-                "https://{host}/twins/dev-0000?api-version=2021-04-12"
-            ))
-            .header("authorization", token.expose())
-            .send()
-        });
         let mut statuses = Vec::new();
-        for response in futures_util::future::join_all(requests).await {
-            let response = response.unwrap();
+        for _ in 0..8 {
+            let response = http
+                .get(format!(
+                    "https://{host}/twins/dev-0000?api-version=2021-04-12"
+                ))
+                .header("authorization", token.expose())
+                .send()
+                .await
+                .unwrap();
             let code = response
                 .headers()
                 .get("iothub-errorcode")
@@ -593,19 +600,54 @@ fn the_emulator_throttles_past_its_tier_with_iot_hubs_429() {
         }
         statuses
     });
-    let served = statuses.iter().filter(|(status, _)| *status == 200).count();
-    let throttled: Vec<&(u16, String)> = statuses
-        .iter()
-        .filter(|(status, _)| *status == 429)
+    let expected: Vec<(u16, String)> = (0..8)
+        .map(|at| {
+            if at < 5 {
+                (200, String::new())
+            } else {
+                (429, "ThrottlingBacklogTimeout".to_owned())
+            }
+        })
         .collect();
-    assert!(served >= 100, "a second's worth is served: {served}");
-    assert!(!throttled.is_empty(), "the rest is refused");
-    assert!(
-        throttled
-            .iter()
-            .all(|(_, code)| code == "ThrottlingBacklogTimeout")
+    assert_eq!(statuses, expected);
+}
+
+#[test]
+fn a_patch_whose_answer_was_lost_is_retried_into_a_412_and_counted_applied() {
+    let project = Project::with_fleet("rest-lost", &generated_fleet(1), &telemetry_policies(30));
+    // Plan's two queries, then the patch: carried out, its answer dropped.
+    let emulator = Emulator::start(
+        &project,
+        Options {
+            faults: Faults::scripted([
+                Fault::None,
+                Fault::None,
+                Fault::Drop {
+                    after_serving: true,
+                },
+            ]),
+            ..Options::default()
+        },
     );
-    assert_eq!(served + throttled.len(), 300);
+    let before = versions(&project);
+    let applied = emulator.run(&project, &["-v", "apply", "--env", "emu", "--auto-approve"]);
+    assert_eq!(applied.code, Some(0), "{applied}");
+    assert!(
+        applied.stdout.contains("1 twin changed, 0 stale, 0 failed"),
+        "{applied}"
+    );
+    assert!(
+        applied
+            .stderr
+            .contains("retrying request=PATCH /twins/dev-0000"),
+        "{applied}"
+    );
+    assert_eq!(
+        versions(&project)["dev-0000"],
+        before["dev-0000"] + 2,
+        "written once"
+    );
+    project.assert_converged();
 }
 
 /// A plain reqwest client that trusts the emulator's CA.
