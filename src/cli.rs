@@ -21,6 +21,10 @@ pub struct Cli {
     /// The environment (hub) to work on, from `twinops.toml`.
     #[arg(long, global = true, value_name = "NAME", default_value = "local")]
     pub env: String,
+    /// Read policies, schemas and `twinops.toml` as they are at this git
+    /// revision (from git objects; the work tree is not used).
+    #[arg(long, global = true, value_name = "REV")]
+    pub rev: Option<String>,
     /// More log lines on stderr: `-v` info, `-vv` debug, `-vvv` trace
     /// (`TWINOPS_LOG` takes a full filter, such as `twinops=debug`).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::cli::{Cli, ColorChoice, ErrorFormat};
 use crate::diag::{Diagnostic, Severity, SourceFile, SourceMap, Span};
+use crate::gitops::{CommitInfo, GitError, Repository};
 use crate::hub::rest::Scheme;
 use crate::hub::sas::Secret;
 use crate::hub::throttle::Tier;
@@ -174,6 +175,11 @@ pub struct Config {
     pub terminal: Terminal,
     /// Diagnostics format.
     pub error_format: ErrorFormat,
+    /// The project file.
+    pub project_file: PathBuf,
+    /// With `--rev`: the commit whose policies, schemas and project file
+    /// are read (from git objects, never the work tree).
+    pub revision: Option<CommitInfo>,
 }
 
 /// What the process's terminal allows: colour, prompts, progress bars.
@@ -246,14 +252,62 @@ impl Config {
         let root = path
             .parent()
             .map_or_else(|| cwd.to_path_buf(), Path::to_path_buf);
+        let base = Self {
+            project_file: path.clone(),
+            environment: cli.env.clone(),
+            terminal,
+            error_format: cli.error_format,
+            ..Self::defaults(&root)
+        };
+        if let Some(revision) = &cli.rev {
+            return base.at_revision(revision);
+        }
         let bytes = std::fs::read(&path).map_err(|error| {
             ConfigFailure::Operational(Box::new(operational(
                 format!("cannot read `{}`: {error}", path.display()),
                 None,
             )))
         })?;
-        let shown = crate::load::display_path(cwd, &path);
-        let source = SourceFile::from_bytes(shown.clone(), &bytes);
+        let source = SourceFile::from_bytes(crate::load::display_path(cwd, &path), &bytes);
+        base.with_project_file(&source)
+    }
+
+    /// This project as it is at a git revision: its project file, and
+    /// (through [`Config::revision`]) its policies and schemas, read from
+    /// git objects.
+    ///
+    /// # Errors
+    /// When there is no repository, the revision is unknown, the project
+    /// file does not exist there or is invalid.
+    pub fn at_revision(&self, revision: &str) -> Result<Self, ConfigFailure> {
+        let failed = |error: &GitError| {
+            ConfigFailure::Operational(Box::new(Diagnostic::from_error(error, Severity::Error)))
+        };
+        let repository = Repository::discover(&self.root).map_err(|error| failed(&error))?;
+        let commit = repository
+            .commit(revision)
+            .map_err(|error| failed(&error))?;
+        let source = repository
+            .read_file(&commit.id, &self.project_file)
+            .map_err(|error| failed(&error))?
+            .ok_or_else(|| {
+                ConfigFailure::Operational(Box::new(operational(
+                    format!(
+                        "`{}` does not exist at `{revision}` ({})",
+                        crate::load::display_path(&self.root, &self.project_file),
+                        commit.short
+                    ),
+                    None,
+                )))
+            })?;
+        let mut config = self.with_project_file(&source)?;
+        config.revision = Some(commit);
+        Ok(config)
+    }
+
+    /// This config with the settings of `source`, a project file.
+    fn with_project_file(&self, source: &SourceFile) -> Result<Self, ConfigFailure> {
+        let shown = source.path.clone();
         let project: ProjectFile = toml::from_str(&source.text).map_err(|error| {
             let span = error.span().unwrap_or(0..0);
             let message = error.message().trim_end_matches('.').to_owned();
@@ -279,11 +333,12 @@ impl Config {
                 sources,
             )))
         })?;
+        let root = &self.root;
         let fleet = project
             .fleet
             .and_then(|fleet| fleet.snapshot)
             .map(|snapshot| root.join(snapshot));
-        let environments = environments(project.environments, &root, fleet.as_ref());
+        let environments = environments(project.environments, root, fleet.as_ref());
         Ok(Self {
             policies: root.join(&project.policies),
             schemas: project.schemas.map(|dir| root.join(dir)),
@@ -294,10 +349,8 @@ impl Config {
             },
             fleet,
             environments,
-            environment: cli.env.clone(),
-            terminal,
-            root,
-            error_format: cli.error_format,
+            revision: None,
+            ..self.clone()
         })
     }
 }
@@ -327,6 +380,8 @@ impl Config {
             environment: DEFAULT_ENVIRONMENT.to_owned(),
             terminal: Terminal::default(),
             error_format: ErrorFormat::Human,
+            project_file: root.join(PROJECT_FILE),
+            revision: None,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod diag;
 pub mod emulator;
 pub mod exit;
 pub mod fleet;
+pub mod gitops;
 pub mod hub;
 pub mod load;
 pub mod plan;

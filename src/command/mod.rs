@@ -20,6 +20,7 @@ use crate::config::{Config, operational};
 use crate::diag::{Diagnostic, Diagnostics, FileId, SourceFile, SourceMap};
 use crate::exit::ExitStatus;
 use crate::fleet::Fleet;
+use crate::gitops::{CommitInfo, Repository};
 use crate::hub::snapshot;
 use crate::load;
 use crate::schema::{PolicySchema, SchemaSet};
@@ -142,8 +143,13 @@ fn load_project(
     sources: &mut SourceMap,
     diags: &mut Diagnostics,
 ) -> Result<Project, Failure> {
-    let schema_files = match &config.schemas {
-        Some(dir) if dir.is_dir() => read(load::read_dir(&config.root, dir, &[".schema.json"]))?,
+    let schema_files = match (&config.schemas, &config.revision) {
+        (Some(dir), Some(revision)) => {
+            at_revision(config, revision, dir, &[".schema.json"])?.unwrap_or_default()
+        }
+        (Some(dir), None) if dir.is_dir() => {
+            read(load::read_dir(&config.root, dir, &[".schema.json"]))?
+        }
         _ => Vec::new(),
     };
     let schema_ids = add_all(sources, schema_files);
@@ -153,11 +159,24 @@ fn load_project(
         .collect();
     let schemas = SchemaSet::build(&schema_refs, diags);
 
-    let policy_files = read(load::read_dir(
-        &config.root,
-        &config.policies,
-        &[".yaml", ".yml"],
-    ))?;
+    let policy_files = match &config.revision {
+        Some(revision) => at_revision(config, revision, &config.policies, &[".yaml", ".yml"])?
+            .ok_or_else(|| {
+                operational(
+                    format!(
+                        "`{}` does not exist at {}",
+                        load::display_path(&config.root, &config.policies),
+                        revision.short
+                    ),
+                    None,
+                )
+            })?,
+        None => read(load::read_dir(
+            &config.root,
+            &config.policies,
+            &[".yaml", ".yml"],
+        ))?,
+    };
     let policy_ids = add_all(sources, policy_files);
     let policy_refs: Vec<(FileId, &SourceFile)> = policy_ids
         .iter()
@@ -172,6 +191,19 @@ fn load_project(
     Ok(Project { schemas, policies })
 }
 
+/// The files under `dir` at `revision`, from git objects; `None` when
+/// `dir` does not exist there.
+fn at_revision(
+    config: &Config,
+    revision: &CommitInfo,
+    dir: &Path,
+    extensions: &[&str],
+) -> Result<Option<Vec<SourceFile>>, Failure> {
+    Repository::discover(&config.root)
+        .and_then(|repository| repository.read_dir(&revision.id, dir, extensions))
+        .map_err(|error| Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error)))
+}
+
 fn add_all(sources: &mut SourceMap, files: Vec<SourceFile>) -> Vec<FileId> {
     files.into_iter().map(|file| sources.add(file)).collect()
 }
@@ -181,10 +213,23 @@ fn read<T>(result: Result<T, load::LoadError>) -> Result<T, Failure> {
         .map_err(|error| Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error)))
 }
 
-/// Reads a fleet snapshot.
+/// Reads a fleet snapshot: with `--rev`, the project's snapshot as it is
+/// at that revision when git has it there, else the file on disk.
 fn read_fleet(config: &Config, path: &Path) -> Result<Fleet, Failure> {
     let shown = load::display_path(&config.root, path);
-    snapshot::read(path, &shown).map_err(|error| {
+    let committed = match &config.revision {
+        Some(revision) => Repository::discover(&config.root)
+            .and_then(|repository| repository.read_file(&revision.id, path))
+            .map_err(|error| {
+                Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error))
+            })?,
+        None => None,
+    };
+    let fleet = match committed {
+        Some(file) => snapshot::parse(&file.path, &file.text),
+        None => snapshot::read(path, &shown),
+    };
+    fleet.map_err(|error| {
         let mut diagnostic = Diagnostic::from_error(&error, crate::diag::Severity::Error);
         if let crate::hub::HubError::InvalidSnapshot { lines, .. } = &error {
             let listed: Vec<String> = lines.iter().map(ToString::to_string).collect();

@@ -125,6 +125,7 @@ fn run_case(path: &Path) -> Outcome {
                 color: ColorChoice::Never,
                 env: "local".to_owned(),
                 verbose: 0,
+                rev: None,
                 command: Command::Schema { name: None },
             };
             match Config::resolve(&cli, stage) {

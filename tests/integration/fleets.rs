@@ -23,6 +23,7 @@ fn scenario_config(dir: &Path) -> Config {
         color: ColorChoice::Never,
         env: "local".to_owned(),
         verbose: 0,
+        rev: None,
         command: Command::Schema { name: None },
     };
     let mut config = match Config::resolve(&cli, dir) {
