@@ -67,8 +67,14 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         fleet: Option<PathBuf>,
         /// Save the plan for `twinops apply FILE`.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "base")]
         out: Option<PathBuf>,
+        /// Preview a change: compile the policies at the merge base of REV
+        /// and HEAD (or `--rev`) and at the head, over the fleet, and show
+        /// what the change does; then the head's live plan when the
+        /// environment is reachable.
+        #[arg(long, value_name = "REV")]
+        base: Option<String>,
         /// Output format on stdout.
         #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
         format: PlanFormat,

@@ -6,6 +6,7 @@ mod apply;
 mod compile;
 mod environment;
 mod plan;
+mod preview;
 mod schema;
 mod serve;
 mod snapshots;
@@ -91,9 +92,25 @@ pub fn run(
         }
         Command::Plan {
             fleet,
+            base: Some(base),
+            format,
+            detailed_exitcode,
+            ..
+        } => {
+            let options = preview::Options {
+                base,
+                fleet: fleet.as_deref(),
+                format: *format,
+                detailed_exitcode: *detailed_exitcode,
+            };
+            preview::run(config, &options, sources, diags, io)
+        }
+        Command::Plan {
+            fleet,
             out: file,
             format,
             detailed_exitcode,
+            ..
         } => {
             let options = plan::Options {
                 fleet: fleet.as_deref(),
@@ -132,13 +149,13 @@ pub fn run(
 }
 
 /// A loaded project: its schemas and its sound policies.
-struct Project {
+pub(super) struct Project {
     schemas: SchemaSet,
     policies: PolicySet,
 }
 
 /// Reads schemas and policies, and validates them.
-fn load_project(
+pub(super) fn load_project(
     config: &Config,
     sources: &mut SourceMap,
     diags: &mut Diagnostics,

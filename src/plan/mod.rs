@@ -520,6 +520,43 @@ impl Planner<'_> {
     }
 }
 
+/// `fleet` as it would be once `plan` is applied: each planned patch merged
+/// into its twin (a module to create made first, empty). What a change of
+/// policies does is then the plan of the new policies against this fleet.
+#[must_use]
+pub fn applied(plan: &Plan, fleet: &Fleet) -> Fleet {
+    let mut fleet = fleet.clone();
+    for twin in &plan.changes {
+        let Ok(at) = fleet
+            .devices
+            .binary_search_by(|device| device.id().cmp(&twin.device_id))
+        else {
+            continue;
+        };
+        let Some(device) = fleet.devices.get_mut(at) else {
+            continue;
+        };
+        let target = match &twin.module_id {
+            None => &mut device.twin,
+            Some(module) => device
+                .modules
+                .entry(module.clone())
+                .or_insert_with(|| Twin {
+                    device_id: twin.device_id.clone(),
+                    module_id: Some(module.clone()),
+                    json: json!({
+                        "deviceId": twin.device_id,
+                        "moduleId": module,
+                        "tags": {},
+                        "properties": {"desired": {}, "reported": {}},
+                    }),
+                }),
+        };
+        patch::merge(&mut target.json, &twin.patch);
+    }
+    fleet
+}
+
 /// `{"tags": {"twinops": …}, "properties": {"desired": …}}`, leaving out
 /// what does not change.
 fn assemble(desired: Map<String, Value>, tag: Option<Value>) -> Value {

@@ -7,6 +7,27 @@ use serde_json::{Map, Value};
 
 use crate::load::join_pointer;
 
+/// Applies merge `patch` to `target` (RFC 7386): objects merge key by key,
+/// `null` removes, anything else replaces.
+pub fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(target) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                merge(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
 /// Whether applying merge `patch` to `target` would change nothing: every
 /// value it sets is there, every key it removes is absent.
 #[must_use]
@@ -95,7 +116,20 @@ fn collect(value: &Value, pointer: String, out: &mut BTreeMap<String, Value>) {
 mod tests {
     use serde_json::json;
 
-    use super::{is_in_effect, leaves, merge_diff, whole};
+    use super::{is_in_effect, leaves, merge, merge_diff, whole};
+
+    #[test]
+    fn merge_follows_rfc_7386() {
+        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge(
+            &mut target,
+            &json!({"a": "z", "c": {"f": null}, "n": {"m": 1}}),
+        );
+        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}, "n": {"m": 1}}));
+        let mut scalar = json!(1);
+        merge(&mut scalar, &json!({"a": null, "b": [1]}));
+        assert_eq!(scalar, json!({"b": [1]}));
+    }
 
     #[test]
     fn a_patch_is_in_effect_when_applying_it_changes_nothing() {

@@ -4,12 +4,14 @@
 mod compiled;
 mod diagnostics;
 mod plan;
+mod preview;
 mod report;
 mod sarif;
 
 pub use compiled::{compiled_human, compiled_json};
 pub use diagnostics::{diagnostics_human, diagnostics_json, diagnostics_value};
 pub use plan::{COMMENT_LIMIT, plan_human, plan_json, plan_markdown, summary};
+pub use preview::{preview_human, preview_json, preview_markdown};
 pub use report::{report_human, report_json, status_human, status_json};
 pub use sarif::sarif;
 

@@ -226,14 +226,31 @@ pub fn plan_json(out: &mut dyn Write, plan: &Plan) -> std::io::Result<()> {
 /// # Errors
 /// When writing fails.
 pub fn plan_markdown(out: &mut dyn Write, plan: &Plan, apply_command: &str) -> std::io::Result<()> {
-    let mut head = format!("### twinops plan\n\n**{}**\n\n", summary(plan));
+    let head = markdown_head(plan, "### twinops plan");
+    let footer = format!("\nTo apply: `{apply_command}`\n");
+    let body = markdown_groups(
+        plan,
+        COMMENT_LIMIT.saturating_sub(head.len() + footer.len()),
+    );
+    write!(out, "{head}{body}{footer}")
+}
+
+/// A plan's title, summary line and notes, in Markdown.
+pub(crate) fn markdown_head(plan: &Plan, title: &str) -> String {
+    let mut head = format!("{title}\n\n**{}**\n\n", summary(plan));
     for note in notes(plan) {
         let _ = writeln!(head, "> {note}.");
     }
-    let footer = format!("\nTo apply: `{apply_command}`\n");
+    head
+}
+
+/// A plan's groups of identical changes as collapsed Markdown sections, as
+/// many as fit in `budget` characters, then a line saying how many did not.
+pub(crate) fn markdown_groups(plan: &Plan, budget: usize) -> String {
     let groups = groups(plan);
     let mut body = String::new();
     let mut shown = 0;
+    let reserve = 200;
     for group in &groups {
         let (sign, title) = heading(group);
         let mut section = format!(
@@ -257,8 +274,7 @@ pub fn plan_markdown(out: &mut dyn Write, plan: &Plan, apply_command: &str) -> s
             }
         }
         section.push_str("```\n\n</details>\n\n");
-        let reserve = 200;
-        if head.len() + body.len() + section.len() + footer.len() + reserve > COMMENT_LIMIT {
+        if body.len() + section.len() + reserve > budget {
             break;
         }
         body.push_str(&section);
@@ -271,10 +287,10 @@ pub fn plan_markdown(out: &mut dyn Write, plan: &Plan, apply_command: &str) -> s
             groups.len() - shown
         );
     }
-    write!(out, "{head}{body}{footer}")
+    body
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

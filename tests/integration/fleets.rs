@@ -101,6 +101,7 @@ fn every_fixture_fleet_compiles_as_reviewed() {
                 &Command::Plan {
                     fleet: config.fleet.clone(),
                     out: None,
+                    base: None,
                     format,
                     detailed_exitcode: true,
                 },

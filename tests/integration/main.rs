@@ -12,4 +12,5 @@ mod apply;
 mod cli;
 mod corpus;
 mod fleets;
+mod gitops;
 mod rest;

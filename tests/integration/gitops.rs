@@ -1,0 +1,213 @@
+//! The git side end to end, on throwaway repositories made with git2 (fixed
+//! authors and times, so commit ids and outputs repeat): policies read at a
+//! revision, and the pull-request preview of `plan --base`.
+
+use crate::apply::{Project, Run, generated_fleet, telemetry_policies};
+
+/// `twinops.toml` of the scripted repositories: device twin policies, the
+/// fleet snapshot for offline compiles, a local hub seeded from it.
+const TOML: &str = r#"policies = "policies"
+allow_unschematized = true
+
+[fleet]
+snapshot = "fleet.ndjson"
+
+[environments.local]
+kind = "local"
+database = "hub.db"
+seed = "fleet.ndjson"
+"#;
+
+/// A policy file that breaks a rule IoT Hub enforces: a key with a space.
+const BAD_POLICY: &str = "apiVersion: twinops/v1
+kind: Policy
+name: broken
+priority: 5
+target: tags.environment = 'lab'
+desired:
+  telemetry:
+    bad key: 1
+";
+
+/// A repository in a project directory, committing as fixed authors.
+struct Scripted {
+    project: Project,
+    repo: git2::Repository,
+    /// Seconds since the epoch of the next commit.
+    clock: i64,
+}
+
+impl Scripted {
+    fn new(name: &str) -> Self {
+        let project = Project::empty(name);
+        let repo = git2::Repository::init_opts(
+            project.path(""),
+            git2::RepositoryInitOptions::new().initial_head("main"),
+        )
+        .unwrap();
+        project.write(".gitignore", "hub.db*\n");
+        Self {
+            project,
+            repo,
+            clock: 1_780_000_000,
+        }
+    }
+
+    /// Writes `files` and commits every change as `author`.
+    fn commit(&mut self, author: &str, message: &str, files: &[(&str, &str)]) -> String {
+        for (path, text) in files {
+            let full = self.project.path(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
+        }
+        let mut index = self.repo.index().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        index.update_all(["*"], None).unwrap();
+        index.write().unwrap();
+        let tree = self.repo.find_tree(index.write_tree().unwrap()).unwrap();
+        self.clock += 3600;
+        let email = format!("{}@example.com", author.to_lowercase());
+        let signature =
+            git2::Signature::new(author, &email, &git2::Time::new(self.clock, 0)).unwrap();
+        let parent = self
+            .repo
+            .head()
+            .ok()
+            .and_then(|head| head.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        self.repo
+            .commit(
+                Some("HEAD"),
+                &signature,
+                &signature,
+                message,
+                &tree,
+                &parents,
+            )
+            .unwrap()
+            .to_string()
+    }
+
+    /// Creates branch `name` at HEAD and checks it out.
+    fn branch(&self, name: &str) {
+        let head = self.repo.head().unwrap().peel_to_commit().unwrap();
+        self.repo.branch(name, &head, false).unwrap();
+        self.repo.set_head(&format!("refs/heads/{name}")).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.project.run(args)
+    }
+
+    fn path(&self, relative: &str) -> std::path::PathBuf {
+        self.project.path(relative)
+    }
+}
+
+/// main: a baseline (interval 30); feature: interval 15, a broken lab policy.
+fn pull_request(name: &str) -> Scripted {
+    let mut repo = Scripted::new(name);
+    repo.commit(
+        "Ada",
+        "Baseline telemetry",
+        &[
+            ("twinops.toml", TOML),
+            ("fleet.ndjson", &generated_fleet(9)),
+            ("policies/telemetry.yaml", &telemetry_policies(30)),
+        ],
+    );
+    repo.branch("feature");
+    repo.commit(
+        "Bob",
+        "Report every 15 seconds",
+        &[("policies/telemetry.yaml", &telemetry_policies(15))],
+    );
+    repo
+}
+
+#[test]
+fn policies_are_read_at_any_revision_without_the_work_tree() {
+    let mut repo = pull_request("git-rev");
+    // An uncommitted edit in the work tree is not what `--rev` reads.
+    std::fs::write(repo.path("policies/telemetry.yaml"), "not: [valid").unwrap();
+    let at_main = repo.run(&["--rev", "main", "compile", "--device", "dev-0001"]);
+    assert_eq!(at_main.code, Some(0), "{at_main}");
+    assert!(at_main.stdout.contains("intervalSeconds = 30"), "{at_main}");
+    let at_head = repo.run(&["--rev", "HEAD", "compile", "--device", "dev-0001"]);
+    assert!(at_head.stdout.contains("intervalSeconds = 15"), "{at_head}");
+    let unknown = repo.run(&["--rev", "nosuch", "validate"]);
+    assert_eq!(unknown.code, Some(1), "{unknown}");
+    assert!(
+        unknown.stderr.contains("unknown revision `nosuch`"),
+        "{unknown}"
+    );
+    repo.commit(
+        "Ada",
+        "Restore",
+        &[("policies/telemetry.yaml", &telemetry_policies(15))],
+    );
+    let outside = Project::empty("git-none");
+    outside.write("twinops.toml", TOML);
+    let none = outside.run(&["--rev", "HEAD", "validate"]);
+    assert!(none.stderr.contains("is not in a git repository"), "{none}");
+}
+
+#[test]
+fn the_pull_request_preview_shows_changes_targets_and_errors() {
+    let mut repo = pull_request("git-preview");
+    let preview = repo.run(&["plan", "--base", "main", "--format", "markdown"]);
+    assert_eq!(preview.code, Some(0), "{preview}");
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots/gitops");
+    settings.set_prepend_module_to_snapshot(false);
+    let _guard = settings.bind_to_scope();
+    insta::assert_snapshot!("preview-markdown", preview.stdout);
+    assert!(preview.stdout.len() <= 65_536);
+
+    repo.commit(
+        "Bob",
+        "Add a lab policy",
+        &[("policies/broken.yaml", BAD_POLICY)],
+    );
+    let broken = repo.run(&["--error-format", "json", "plan", "--base", "main"]);
+    assert_eq!(broken.code, Some(3), "the head is invalid: {broken}");
+    insta::assert_snapshot!("preview-human-new-error", broken.stdout);
+
+    repo.commit(
+        "Bob",
+        "Fix the lab policy",
+        &[(
+            "policies/broken.yaml",
+            &BAD_POLICY.replace("bad key", "goodKey"),
+        )],
+    );
+    let fixed = repo.run(&["plan", "--base", "HEAD~1", "--format", "json"]);
+    assert_eq!(fixed.code, Some(0), "{fixed}");
+    let json: serde_json::Value = serde_json::from_str(&fixed.stdout).unwrap();
+    assert_eq!(json["format_version"], 1);
+    assert_eq!(
+        json["resolvedErrors"].as_array().unwrap().len(),
+        1,
+        "{json}"
+    );
+    assert_eq!(json["newErrors"].as_array().unwrap().len(), 0, "{json}");
+    assert!(
+        json["targets"].as_array().unwrap().is_empty(),
+        "same targets: {json}"
+    );
+    let leaves = &json["change"]["changes"][0]["changes"];
+    let paths: Vec<&str> = leaves
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|leaf| leaf["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/telemetry/bad key", "/telemetry/goodKey"],
+        "{json}"
+    );
+    assert_eq!(json["live"]["state"], "planned");
+}
