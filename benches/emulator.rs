@@ -73,6 +73,7 @@ fn main() {
             origin: Origin {
                 hub: None,
                 policy_set: plan::policy_set_digest(&policies, &schemas),
+                commit: None,
             },
             create_modules: false,
         };

@@ -56,6 +56,7 @@ fn main() {
             origin: Origin {
                 hub: Some(hub.identity()),
                 policy_set: plan::policy_set_digest(&policies, &schemas),
+                commit: None,
             },
             create_modules: false,
         };

@@ -92,6 +92,14 @@ pub enum Command {
         /// Write the per-twin result as JSON to this file.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// With `--rev`: apply even though policies, schemas or
+        /// `twinops.toml` have uncommitted changes in the work tree.
+        #[arg(long)]
+        allow_dirty: bool,
+        /// With `--rev`: push the apply report note (`refs/notes/twinops`)
+        /// to this remote.
+        #[arg(long, value_name = "REMOTE", num_args = 0..=1, default_missing_value = "origin")]
+        push_notes: Option<String>,
     },
     /// Ownership, drift and convergence across the fleet.
     Status {

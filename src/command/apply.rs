@@ -11,6 +11,7 @@ use crate::command::{Failure, Io, written};
 use crate::config::{Config, operational};
 use crate::diag::{Diagnostic, Diagnostics, Severity, SourceMap};
 use crate::exit::ExitStatus;
+use crate::gitops::{CommitInfo, GitError, Repository};
 use crate::hub::{AnyHub, Hub};
 use crate::load;
 use crate::plan::{Plan, saved};
@@ -21,6 +22,8 @@ pub(super) struct Options<'a> {
     pub(super) plan: Option<&'a Path>,
     pub(super) auto_approve: bool,
     pub(super) report: Option<&'a Path>,
+    pub(super) allow_dirty: bool,
+    pub(super) push_notes: Option<&'a str>,
 }
 
 pub(super) fn run(
@@ -30,6 +33,16 @@ pub(super) fn run(
     diags: &mut Diagnostics,
     io: &mut Io<'_>,
 ) -> Result<ExitStatus, Failure> {
+    let repository = match &config.revision {
+        Some(_) => Some(committed_only(config, options.allow_dirty)?),
+        None if options.push_notes.is_some() => {
+            return Err(Failure::new(operational(
+                "`--push-notes` needs `--rev`: notes record applies of commits".to_owned(),
+                None,
+            )));
+        }
+        None => None,
+    };
     let (plan, hub, concurrency) = if let Some(path) = options.plan {
         let (environment, hub) = environment::open(config, Seed::OnCreate, io.err)?;
         (
@@ -68,6 +81,17 @@ pub(super) fn run(
     };
     let report = execute(config, &plan, &hub, concurrency)?;
     written(render::report_human(io.out, &report))?;
+    if let (Some(repository), Some(commit)) = (&repository, &config.revision) {
+        record(
+            repository,
+            commit,
+            config,
+            &hub,
+            &report,
+            options.push_notes,
+            io,
+        )?;
+    }
     if let Some(path) = options.report {
         let mut text = Vec::new();
         written(render::report_json(&mut text, &report))?;
@@ -90,6 +114,75 @@ fn read_saved(config: &Config, path: &Path, hub: &AnyHub) -> Result<Plan, Failur
     })?;
     saved::from_json(&shown, &text, &hub.identity())
         .map_err(|error| Failure::new(Diagnostic::from_error(&error, Severity::Error)))
+}
+
+/// The repository, once it is clear that the policies, schemas and project
+/// file in the work tree are committed (or `--allow-dirty` says to go on).
+fn committed_only(config: &Config, allow_dirty: bool) -> Result<Repository, Failure> {
+    let git = |error: &GitError| Failure::new(Diagnostic::from_error(error, Severity::Error));
+    let repository = Repository::discover(&config.root).map_err(|error| git(&error))?;
+    let mut paths: Vec<&Path> = vec![&config.policies, &config.project_file];
+    if let Some(schemas) = &config.schemas {
+        paths.push(schemas);
+    }
+    let uncommitted = repository
+        .uncommitted(&paths)
+        .map_err(|error| git(&error))?;
+    if !uncommitted.is_empty() && !allow_dirty {
+        return Err(Failure::new(operational(
+            format!(
+                "refusing to apply a committed state while policy files have uncommitted changes: {}",
+                crate::render::abbreviated(&uncommitted)
+            ),
+            Some("commit or stash them, or pass `--allow-dirty` to apply the commit anyway"),
+        )));
+    }
+    Ok(repository)
+}
+
+/// Records the apply as a note on the commit (and pushes the notes when
+/// asked): who, when, which environment and hub, and what happened.
+fn record(
+    repository: &Repository,
+    commit: &CommitInfo,
+    config: &Config,
+    hub: &AnyHub,
+    report: &ApplyReport,
+    push_notes: Option<&str>,
+    io: &mut Io<'_>,
+) -> Result<(), Failure> {
+    let git = |error: &GitError| Failure::new(Diagnostic::from_error(error, Severity::Error));
+    let note = crate::gitops::ApplyNote {
+        environment: config.environment.clone(),
+        hub: hub.identity(),
+        by: repository.who(),
+        at: crate::hub::model::timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        ),
+        changed: report.count(|outcome| matches!(outcome, apply::Outcome::Applied { .. })),
+        stale: report.count(|outcome| matches!(outcome, apply::Outcome::Stale { .. })),
+        failed: report.count(|outcome| matches!(outcome, apply::Outcome::Failed { .. })),
+    };
+    repository
+        .add_note(&commit.id, &note.line())
+        .map_err(|error| git(&error))?;
+    let _ = writeln!(
+        io.err,
+        "Recorded the apply on {} in `{}`.",
+        commit.short,
+        crate::gitops::NOTES_REF
+    );
+    if let Some(remote) = push_notes {
+        repository.push_notes(remote).map_err(|error| git(&error))?;
+        let _ = writeln!(
+            io.err,
+            "Pushed `{}` to `{remote}`.",
+            crate::gitops::NOTES_REF
+        );
+    }
+    Ok(())
 }
 
 /// Asks on the terminal; without one, refuses rather than guess.

@@ -124,11 +124,15 @@ pub fn run(
             plan,
             auto_approve,
             report,
+            allow_dirty,
+            push_notes,
         } => {
             let options = apply::Options {
                 plan: plan.as_deref(),
                 auto_approve: *auto_approve,
                 report: report.as_deref(),
+                allow_dirty: *allow_dirty,
+                push_notes: push_notes.as_deref(),
             };
             apply::run(config, &options, sources, diags, io)
         }

@@ -49,6 +49,7 @@ pub(super) fn make(
         origin: Origin {
             hub: hub.as_ref().map(AnyHub::identity),
             policy_set: plan::policy_set_digest(&project.policies, &project.schemas),
+            commit: config.revision.as_ref().map(|commit| commit.id.clone()),
         },
         create_modules: environment.as_ref().is_some_and(|e| e.create_modules),
     };

@@ -129,6 +129,7 @@ fn plan_of(
         origin: Origin {
             hub: None,
             policy_set: plan::policy_set_digest(&project.policies, &project.schemas),
+            commit: None,
         },
         create_modules: false,
     };
@@ -164,6 +165,7 @@ fn live_plan(config: &Config, head: &Project, sources: &SourceMap, io: &mut Io<'
         origin: Origin {
             hub: Some(hub.identity()),
             policy_set: plan::policy_set_digest(&head.policies, &head.schemas),
+            commit: config.revision.as_ref().map(|commit| commit.id.clone()),
         },
         create_modules: chosen.create_modules,
     };

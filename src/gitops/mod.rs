@@ -13,4 +13,35 @@ pub mod preview;
 mod repository;
 
 pub use err::GitError;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hub::HubIdentity;
+
+/// One apply of a commit, as its note records it: one JSON object per line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyNote {
+    /// The environment applied to.
+    pub environment: String,
+    /// Its hub.
+    pub hub: HubIdentity,
+    /// Who applied (git's `user.name <user.email>`).
+    pub by: String,
+    /// When, UTC.
+    pub at: String,
+    /// Twins written.
+    pub changed: usize,
+    /// Twins changed since the plan, left alone.
+    pub stale: usize,
+    /// Twins the hub refused.
+    pub failed: usize,
+}
+
+impl ApplyNote {
+    /// The note's line: compact JSON.
+    #[must_use]
+    pub fn line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
 pub use repository::{CommitInfo, NOTES_REF, Repository};

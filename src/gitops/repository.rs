@@ -395,6 +395,21 @@ impl Repository {
             .and_then(|note| note.message().ok().map(str::to_owned)))
     }
 
+    /// Who is at the keyboard, as git's configuration says (`name <email>`).
+    #[must_use]
+    pub fn who(&self) -> String {
+        self.repo.signature().map_or_else(
+            |_| "unknown (no git user.name configured)".to_owned(),
+            |signature| {
+                format!(
+                    "{} <{}>",
+                    signature.name().unwrap_or("?"),
+                    signature.email().unwrap_or("?")
+                )
+            },
+        )
+    }
+
     /// Pushes [`NOTES_REF`] to `remote`.
     ///
     /// # Errors

@@ -140,6 +140,10 @@ pub struct Origin {
     pub hub: Option<HubIdentity>,
     /// Digest of the policies and schemas it was planned from.
     pub policy_set: String,
+    /// The git commit the policies were read from (`--rev`), stamped into
+    /// each changed twin's ownership tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 /// Everything that must change, and what is fine.
@@ -323,11 +327,20 @@ impl Planner<'_> {
             managed: delta.managed.clone(),
             // The stamp names the policy set that last changed what twinops
             // manages here; it moves only when that changes.
-            policy_set: if delta.desired_patch.is_empty() && owned.managed == delta.managed {
-                owned.policy_set.clone()
+            // So does the commit stamp.
+            ..if delta.desired_patch.is_empty() && owned.managed == delta.managed {
+                Ownership {
+                    policy_set: owned.policy_set.clone(),
+                    commit: owned.commit.clone(),
+                    ..Ownership::default()
+                }
             } else {
-                Some(self.context.origin.policy_set.clone())
-            },
+                Ownership {
+                    policy_set: Some(self.context.origin.policy_set.clone()),
+                    commit: self.context.origin.commit.clone(),
+                    ..Ownership::default()
+                }
+            }
         });
         let old_tag = twin.json.pointer(&format!("/tags/{TAG}"));
         let ownership_changes = match &new_ownership {
@@ -439,6 +452,7 @@ impl Planner<'_> {
                 .map(|(property, value)| (property.clone(), ownership::digest(value)))
                 .collect(),
             policy_set: Some(self.context.origin.policy_set.clone()),
+            commit: self.context.origin.commit.clone(),
         };
         Outcome::Change(Box::new(TwinPlan {
             device_id: id.device_id,

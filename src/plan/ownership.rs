@@ -28,6 +28,9 @@ pub struct Ownership {
     pub managed: BTreeMap<String, String>,
     /// The policy set (or commit) that last changed the twin.
     pub policy_set: Option<String>,
+    /// The git commit whose policies last changed what twinops manages here
+    /// (`apply --rev`); absent when they were not committed.
+    pub commit: Option<String>,
 }
 
 impl Ownership {
@@ -48,13 +51,18 @@ impl Ownership {
                 .get("policySet")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            commit: tag.get("commit").and_then(Value::as_str).map(str::to_owned),
         })
     }
 
     /// The tag value to write.
     #[must_use]
     pub fn to_tag(&self) -> Value {
-        json!({ "managed": self.managed, "policySet": self.policy_set })
+        let mut tag = json!({ "managed": self.managed, "policySet": self.policy_set });
+        if let (Some(commit), Some(tag)) = (&self.commit, tag.as_object_mut()) {
+            tag.insert("commit".to_owned(), json!(commit));
+        }
+        tag
     }
 }
 

@@ -91,6 +91,7 @@ mod tests {
             origin: Origin {
                 hub: Some(hub("a")),
                 policy_set: "p".into(),
+                commit: None,
             },
             changes: Vec::new(),
             unchanged: 3,

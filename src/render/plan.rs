@@ -332,6 +332,7 @@ mod tests {
             origin: Origin {
                 hub: None,
                 policy_set: "p".to_owned(),
+                commit: None,
             },
             changes,
             unchanged: 98_796,

@@ -211,3 +211,89 @@ fn the_pull_request_preview_shows_changes_targets_and_errors() {
     );
     assert_eq!(json["live"]["state"], "planned");
 }
+
+#[test]
+fn apply_at_a_revision_stamps_the_commit_and_records_a_pushed_note() {
+    let repo = pull_request("git-apply");
+    let main_id = repo.repo.revparse_single("main").unwrap().id().to_string();
+    // A bare remote over file://, to push notes to.
+    let remote_dir = repo.path("../git-apply-remote.git");
+    let _ = std::fs::remove_dir_all(&remote_dir);
+    git2::Repository::init_bare(&remote_dir).unwrap();
+    repo.repo
+        .remote("origin", &format!("file://{}", remote_dir.display()))
+        .unwrap();
+
+    std::fs::write(repo.path("policies/telemetry.yaml"), telemetry_policies(5)).unwrap();
+    let dirty = repo
+        .project
+        .run_for_errors(&["--rev", "main", "apply", "--auto-approve"]);
+    assert_eq!(dirty.code, Some(1), "{dirty}");
+    assert!(
+        dirty.has_error("uncommitted changes: policies/telemetry.yaml"),
+        "{dirty}"
+    );
+    std::fs::write(repo.path("policies/telemetry.yaml"), telemetry_policies(15)).unwrap();
+
+    let applied = repo.run(&["--rev", "main", "apply", "--auto-approve", "--push-notes"]);
+    assert_eq!(applied.code, Some(0), "{applied}");
+    assert!(applied.stdout.contains("9 twins changed"), "{applied}");
+    assert!(
+        applied
+            .stderr
+            .contains("Pushed `refs/notes/twinops` to `origin`"),
+        "{applied}"
+    );
+    for (device, twin) in repo.project.twins() {
+        assert_eq!(twin["tags"]["twinops"]["commit"], main_id, "{device}");
+        assert_eq!(
+            twin["properties"]["desired"]["telemetry"]["intervalSeconds"],
+            30
+        );
+    }
+    let remote = git2::Repository::open_bare(&remote_dir).unwrap();
+    let note = remote
+        .find_note(
+            Some("refs/notes/twinops"),
+            git2::Oid::from_str(&main_id).unwrap(),
+        )
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_str(note.message().unwrap()).unwrap();
+    assert_eq!(record["environment"], "local");
+    assert_eq!(record["hub"]["kind"], "local");
+    assert_eq!(
+        (record["changed"].as_u64(), record["stale"].as_u64()),
+        (Some(9), Some(0))
+    );
+
+    // Applying the head changes the interval and moves the stamp; a second
+    // apply of the head changes nothing and keeps it.
+    let head = repo.run(&["--rev", "HEAD", "apply", "--auto-approve"]);
+    assert!(head.stdout.contains("9 twins changed"), "{head}");
+    let head_id = repo
+        .repo
+        .head()
+        .unwrap()
+        .peel_to_commit()
+        .unwrap()
+        .id()
+        .to_string();
+    let again = repo.run(&["--rev", "HEAD", "apply", "--auto-approve"]);
+    assert!(again.stdout.contains("No changes."), "{again}");
+    for (_, twin) in repo.project.twins() {
+        assert_eq!(twin["tags"]["twinops"]["commit"], head_id);
+    }
+    let local_note = repo
+        .repo
+        .find_note(
+            Some("refs/notes/twinops"),
+            git2::Oid::from_str(&head_id).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        local_note.message().unwrap().lines().count(),
+        1,
+        "no note for an apply that changed nothing"
+    );
+    let _ = std::fs::remove_dir_all(&remote_dir);
+}
