@@ -125,6 +125,36 @@ pub enum Command {
         #[command(subcommand)]
         command: HubCommand,
     },
+    /// The commits that changed policies, and what each did to the fleet.
+    History {
+        /// Only commits that changed this device's configuration.
+        #[arg(long, value_name = "ID")]
+        device: Option<String>,
+        /// Only commits after this revision.
+        #[arg(long, value_name = "REV")]
+        since: Option<String>,
+        /// Compile over this fleet snapshot (default: the project's, else the environment's hub).
+        #[arg(long, value_name = "FILE")]
+        fleet: Option<PathBuf>,
+        /// Output format on stdout.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Who set each value a device receives: policy line, commit, author, date.
+    Blame {
+        /// The device.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        /// Only this property (`telemetry.intervalSeconds` or a JSON pointer).
+        #[arg(long, value_name = "PATH")]
+        property: Option<String>,
+        /// Read twins from this snapshot instead of the environment's hub.
+        #[arg(long, value_name = "FILE")]
+        fleet: Option<PathBuf>,
+        /// Output format on stdout.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
     /// Print a bundled schema, or list them.
     Schema {
         /// `policy`, or a twin configuration schema name such as `azureiotsecurity`.

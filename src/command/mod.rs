@@ -3,6 +3,7 @@
 //! the functions below.
 
 mod apply;
+mod audit;
 mod compile;
 mod environment;
 mod plan;
@@ -90,21 +91,7 @@ pub fn run(
                 out,
             )
         }
-        Command::Plan {
-            fleet,
-            base: Some(base),
-            format,
-            detailed_exitcode,
-            ..
-        } => {
-            let options = preview::Options {
-                base,
-                fleet: fleet.as_deref(),
-                format: *format,
-                detailed_exitcode: *detailed_exitcode,
-            };
-            preview::run(config, &options, sources, diags, io)
-        }
+        Command::Plan { base: Some(_), .. } => preview::run(command, config, sources, diags, io),
         Command::Plan {
             fleet,
             out: file,
@@ -148,6 +135,9 @@ pub fn run(
         Command::Hub {
             command: HubCommand::Serve(args),
         } => serve::run(config, args, io),
+        Command::History { .. } | Command::Blame { .. } => {
+            audit::run(command, config, sources, diags, io)
+        }
         Command::Schema { name } => schema::run(name.as_deref(), out),
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::cli::PlanFormat;
+use crate::cli::{Command, PlanFormat};
 use crate::command::environment::{self, Seed, block_on};
 use crate::command::{Failure, Io, Project, load_project, read_fleet, written};
 use crate::compile;
@@ -20,14 +20,41 @@ use crate::plan::{self, Context, Origin};
 use crate::render;
 
 /// Options of `twinops plan --base`.
-pub(super) struct Options<'a> {
-    pub(super) base: &'a str,
-    pub(super) fleet: Option<&'a Path>,
-    pub(super) format: PlanFormat,
-    pub(super) detailed_exitcode: bool,
+struct Options<'a> {
+    base: &'a str,
+    fleet: Option<&'a Path>,
+    format: PlanFormat,
+    detailed_exitcode: bool,
 }
 
+/// Runs `plan --base`; `command` is a [`Command::Plan`] with a base.
 pub(super) fn run(
+    command: &Command,
+    config: &Config,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+    io: &mut Io<'_>,
+) -> Result<ExitStatus, Failure> {
+    let Command::Plan {
+        fleet,
+        base: Some(base),
+        format,
+        detailed_exitcode,
+        ..
+    } = command
+    else {
+        return Ok(ExitStatus::OperationalError);
+    };
+    let options = Options {
+        base,
+        fleet: fleet.as_deref(),
+        format: *format,
+        detailed_exitcode: *detailed_exitcode,
+    };
+    preview(config, &options, sources, diags, io)
+}
+
+fn preview(
     config: &Config,
     options: &Options<'_>,
     sources: &mut SourceMap,

@@ -5,9 +5,11 @@
 //! [`Repository::read_file`]), finds merge bases, tells whether the work
 //! tree has uncommitted policy changes, blames policy lines and keeps apply
 //! reports as notes under [`NOTES_REF`]. [`preview`] says what a change of
-//! policies does, for pull requests. Built on git2; never runs the `git`
+//! policies does, for pull requests; [`audit`] what each commit did and who
+//! set each value. Built on git2; never runs the `git`
 //! binary.
 
+pub mod audit;
 mod err;
 pub mod preview;
 mod repository;

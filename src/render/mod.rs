@@ -1,6 +1,7 @@
 //! Render: results and diagnostics → text, JSON, SARIF. Presents, decides
 //! nothing; writes to the `Write` it is given.
 
+mod audit;
 mod compiled;
 mod diagnostics;
 mod plan;
@@ -8,6 +9,7 @@ mod preview;
 mod report;
 mod sarif;
 
+pub use audit::{Blame, blame_human, blame_json, history_human, history_json};
 pub use compiled::{compiled_human, compiled_json};
 pub use diagnostics::{diagnostics_human, diagnostics_json, diagnostics_value};
 pub use plan::{COMMENT_LIMIT, plan_human, plan_json, plan_markdown, summary};

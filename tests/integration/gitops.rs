@@ -297,3 +297,75 @@ fn apply_at_a_revision_stamps_the_commit_and_records_a_pushed_note() {
     );
     let _ = std::fs::remove_dir_all(&remote_dir);
 }
+
+#[test]
+fn history_and_blame_answer_who_changed_what_and_when() {
+    let mut repo = pull_request("git-audit");
+    repo.commit(
+        "Cy",
+        "Lab devices report humidity",
+        &[(
+            "policies/lab.yaml",
+            "apiVersion: twinops/v1
+kind: Policy
+name: lab-humidity
+priority: 20
+target: tags.environment = 'lab'
+desired:
+  telemetry:
+    channels: [temperature, humidity, pressure]
+",
+        )],
+    );
+    repo.commit("Cy", "Docs only", &[("README.md", "not a policy\n")]);
+    let applied = repo.run(&["--rev", "HEAD", "apply", "--auto-approve"]);
+    assert_eq!(applied.code, Some(0), "{applied}");
+
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots/gitops");
+    settings.set_prepend_module_to_snapshot(false);
+    let _guard = settings.bind_to_scope();
+
+    let history = repo.run(&["history"]);
+    assert_eq!(history.code, Some(0), "{history}");
+    assert!(!history.stdout.contains("Docs only"), "{history}");
+    insta::assert_snapshot!("history", history.stdout);
+    let device = repo.run(&["history", "--device", "dev-0003"]);
+    assert!(
+        !device.stdout.contains("humidity"),
+        "dev-0003 is in production: {device}"
+    );
+    insta::assert_snapshot!("history-device", device.stdout);
+
+    // Drift one value behind twinops' back, then ask who set it.
+    let hub = twinops::hub::local::LocalHub::open(&repo.path("hub.db")).unwrap();
+    let id = twinops::hub::TwinId {
+        device_id: "dev-0001".to_owned(),
+        module_id: None,
+    };
+    hub.patch_twin(
+        &id,
+        &serde_json::json!({"properties": {"desired": {"telemetry": {"intervalSeconds": 99}}}}),
+        None,
+    )
+    .unwrap();
+    let blame = repo.run(&["blame", "--device", "dev-0001"]);
+    assert_eq!(blame.code, Some(0), "{blame}");
+    insta::assert_snapshot!("blame", blame.stdout);
+    let one = repo.run(&[
+        "blame",
+        "--device",
+        "dev-0001",
+        "--property",
+        "telemetry.channels",
+        "--format",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&one.stdout).unwrap();
+    let lines = json["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{json}");
+    assert_eq!(lines[0]["setter"], "lab-humidity");
+    assert_eq!(lines[0]["overrode"][0], "telemetry");
+    assert_eq!(lines[0]["commit"]["author"], "Cy");
+    assert_eq!(lines[0]["liveMatches"], true);
+}
