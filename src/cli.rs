@@ -125,6 +125,9 @@ pub enum Command {
         #[command(subcommand)]
         command: HubCommand,
     },
+    /// Keep an environment in line with a branch: apply each new commit,
+    /// correct drift on every interval, fetch at once on a push webhook.
+    Run(RunArgs),
     /// The commits that changed policies, and what each did to the fleet.
     History {
         /// Only commits that changed this device's configuration.
@@ -175,6 +178,58 @@ pub enum HubCommand {
     Serve(ServeArgs),
 }
 
+/// Flags of `twinops run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The repository to follow: https or ssh URL, `file://` URL or path.
+    #[arg(long, value_name = "URL|PATH")]
+    pub repo: String,
+    /// The branch whose commits are applied.
+    #[arg(long, value_name = "BRANCH", default_value = "main")]
+    pub branch: String,
+    /// How often to fetch and correct drift without a push: `30s`, `5m`, `1h`.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub interval: std::time::Duration,
+    /// Serve push webhooks, `/healthz` and `/metrics` on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub webhook: Option<String>,
+    /// The environment variable holding the webhook secret.
+    #[arg(long, value_name = "VAR", requires = "webhook")]
+    pub webhook_secret_env: Option<String>,
+    /// Where the runner keeps its clone and state.
+    #[arg(long, value_name = "DIR", default_value = ".twinops/runner")]
+    pub state: PathBuf,
+    /// Where runners on this machine lock each hub (default: the system's
+    /// temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub lock_dir: Option<PathBuf>,
+    /// Follow the branch even when its history was rewritten (force-pushed).
+    #[arg(long)]
+    pub allow_rewrite: bool,
+    /// Run one cycle (fetch, plan, apply) and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// A duration such as `500ms`, `30s`, `5m` or `1h`.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as `30s`, `5m` or `1h`"))?;
+    let seconds = match unit {
+        "ms" => return Ok(std::time::Duration::from_millis(number.max(1))),
+        "s" | "" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        _ => return Err(format!("`{text}`: the unit must be ms, s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(seconds.max(1)))
+}
+
 /// Flags of `twinops hub serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -222,6 +277,7 @@ impl Command {
         !matches!(
             self,
             Self::Schema { .. }
+                | Self::Run(_)
                 | Self::Hub {
                     command: HubCommand::Serve(ServeArgs { db: Some(_), .. })
                 }

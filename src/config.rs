@@ -355,6 +355,12 @@ impl Config {
     }
 }
 
+/// The value of environment variable `name`, as a secret.
+#[must_use]
+pub fn secret_from_env(name: &str) -> Option<Secret> {
+    std::env::var(name).ok().map(Secret::new)
+}
+
 impl Config {
     /// A project at `root` with every default: policies in `policies/`, no
     /// fleet, the `local` environment in `.twinops/local.db`, no colour, no

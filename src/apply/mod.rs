@@ -10,6 +10,8 @@
 //! same values), it counts as applied. Draws nothing: progress goes to a
 //! callback.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use futures_util::{StreamExt as _, stream};
 use serde::Serialize;
 use serde_json::Value;
@@ -89,8 +91,21 @@ pub async fn execute(
     concurrency: usize,
     progress: &mut (dyn FnMut(usize) + Send),
 ) -> ApplyReport {
+    execute_until(plan, hub, concurrency, progress, &AtomicBool::new(false)).await
+}
+
+/// [`execute`], starting no new twin once `stop` is set: twins in flight
+/// finish, the rest are reported not attempted.
+pub async fn execute_until(
+    plan: &Plan,
+    hub: &impl Hub,
+    concurrency: usize,
+    progress: &mut (dyn FnMut(usize) + Send),
+    stop: &AtomicBool,
+) -> ApplyReport {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; plan.changes.len()];
     let mut finished = stream::iter(plan.changes.iter().enumerate())
+        .take_while(|_| std::future::ready(!stop.load(Ordering::SeqCst)))
         .map(|(at, twin)| async move { (at, apply_one(twin, hub).await) })
         .buffer_unordered(concurrency.max(1));
     let mut done = 0;
@@ -109,7 +124,7 @@ pub async fn execute(
             id: twin.id(),
             action: twin.action,
             outcome: outcome.unwrap_or_else(|| Outcome::Failed {
-                reason: "not attempted".to_owned(),
+                reason: "not attempted: the run was stopped".to_owned(),
             }),
         })
         .collect();

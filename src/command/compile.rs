@@ -26,13 +26,13 @@ pub(super) fn run(
         return Ok(ExitStatus::InvalidPolicies);
     }
     let fleet = read_fleet(config, fleet)?;
-    if let Some(device) = device {
-        if fleet.device(device).is_none() {
-            return Err(Failure::new(operational(
-                format!("device `{device}` is not in the fleet"),
-                None,
-            )));
-        }
+    if let Some(device) = device
+        && fleet.device(device).is_none()
+    {
+        return Err(Failure::new(operational(
+            format!("device `{device}` is not in the fleet"),
+            None,
+        )));
     }
     let desired = compile::fleet(&project.policies, &project.schemas, &fleet, diags);
     if diags.has_errors() {

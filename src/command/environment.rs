@@ -12,7 +12,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::hub::local::LocalHub;
 use crate::hub::rest::{RestHub, Retry, Settings};
 use crate::hub::sas::ConnectionString;
-use crate::hub::{AnyHub, HubError, snapshot};
+use crate::hub::{AnyHub, HubError};
 use crate::load;
 
 /// Whether a fresh local hub is loaded with the environment's seed.
@@ -155,7 +155,8 @@ fn seed_hub(
     log: &mut dyn Write,
 ) -> Result<(), Failure> {
     let shown = load::display_path(&config.root, seed);
-    let fleet = snapshot::read(seed, &shown).map_err(|error| hub_failure(&error))?;
+    // With `--rev` (and in the runner's clone), the seed is read from git.
+    let fleet = super::read_fleet(config, seed)?;
     let count = hub.import(&fleet).map_err(|error| hub_failure(&error))?;
     let _ = writeln!(
         log,

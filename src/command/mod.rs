@@ -8,6 +8,7 @@ mod compile;
 mod environment;
 mod plan;
 mod preview;
+mod run;
 mod schema;
 mod serve;
 mod snapshots;
@@ -135,6 +136,7 @@ pub fn run(
         Command::Hub {
             command: HubCommand::Serve(args),
         } => serve::run(config, args, io),
+        Command::Run(args) => run::run(config, args, io),
         Command::History { .. } | Command::Blame { .. } => {
             audit::run(command, config, sources, diags, io)
         }

@@ -24,16 +24,16 @@ pub(super) fn run(
 ) -> Result<ExitStatus, Failure> {
     let project = load_project(config, sources, diags)?;
     let mut twins = None;
-    if let Some(path) = fleet {
-        if !diags.has_errors() {
-            let fleet = read_fleet(config, path)?;
-            let desired = compile::fleet(&project.policies, &project.schemas, &fleet, diags);
-            twins = Some((
-                fleet.devices.len(),
-                desired.twins.len(),
-                desired.configurations.len(),
-            ));
-        }
+    if let Some(path) = fleet
+        && !diags.has_errors()
+    {
+        let fleet = read_fleet(config, path)?;
+        let desired = compile::fleet(&project.policies, &project.schemas, &fleet, diags);
+        twins = Some((
+            fleet.devices.len(),
+            desired.twins.len(),
+            desired.configurations.len(),
+        ));
     }
     let valid = !diags.has_errors();
     let sorted = diags.clone().into_sorted();

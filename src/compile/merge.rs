@@ -128,22 +128,22 @@ fn level_leaves(
                         .next()
                         .map(|(other, (_, owner))| (other.clone(), *owner))
                 });
-            if let Some((other_pointer, owner)) = clash {
-                if owner != id {
-                    let shorter = if other_pointer.len() < pointer.len() {
-                        &other_pointer
-                    } else {
-                        pointer
-                    };
-                    conflicts.push(Conflict {
-                        first: owner,
-                        second: id,
-                        pointer: shorter.clone(),
-                        first_pointer: other_pointer.clone(),
-                        second_pointer: pointer.clone(),
-                    });
-                    continue;
-                }
+            if let Some((other_pointer, owner)) = clash
+                && owner != id
+            {
+                let shorter = if other_pointer.len() < pointer.len() {
+                    &other_pointer
+                } else {
+                    pointer
+                };
+                conflicts.push(Conflict {
+                    first: owner,
+                    second: id,
+                    pointer: shorter.clone(),
+                    first_pointer: other_pointer.clone(),
+                    second_pointer: pointer.clone(),
+                });
+                continue;
             }
             leaves.insert(pointer.clone(), (value.clone(), id));
         }

@@ -102,10 +102,10 @@ fn ok(body: &Value) -> Response {
 /// 200 with a twin, its etag also quoted in `ETag` (§4).
 fn twin_response(twin: &Twin) -> Response {
     let mut response = ok(&twin.json);
-    if let Some(etag) = twin.json.get("etag").and_then(Value::as_str) {
-        if let Ok(value) = HeaderValue::from_str(&format!("\"{etag}\"")) {
-            response.headers_mut().insert(ETAG, value);
-        }
+    if let Some(etag) = twin.json.get("etag").and_then(Value::as_str)
+        && let Ok(value) = HeaderValue::from_str(&format!("\"{etag}\""))
+    {
+        response.headers_mut().insert(ETAG, value);
     }
     response
 }

@@ -6,13 +6,14 @@
 //! tree has uncommitted policy changes, blames policy lines and keeps apply
 //! reports as notes under [`NOTES_REF`]. [`preview`] says what a change of
 //! policies does, for pull requests; [`audit`] what each commit did and who
-//! set each value. Built on git2; never runs the `git`
+//! set each value; [`runner`] holds the runner's webhooks, metrics and lock. Built on git2; never runs the `git`
 //! binary.
 
 pub mod audit;
 mod err;
 pub mod preview;
 mod repository;
+pub mod runner;
 
 pub use err::GitError;
 

@@ -101,22 +101,89 @@ impl Repository {
         let repo = git2::Repository::discover(root).map_err(|_| GitError::NoRepository {
             path: shown.clone(),
         })?;
-        let workdir = repo.workdir().ok_or_else(|| GitError::NoRepository {
-            path: shown.clone(),
-        })?;
         let canonical = |path: &Path| {
             path.canonicalize().map_err(|_| GitError::Outside {
                 path: shown.clone(),
             })
         };
         let root = canonical(root)?;
-        let prefix = root
-            .strip_prefix(canonical(workdir)?)
-            .map_err(|_| GitError::Outside {
-                path: shown.clone(),
-            })?
-            .to_path_buf();
+        // A bare repository (the runner's clone) holds the project at its root.
+        let prefix = match repo.workdir() {
+            Some(workdir) => root
+                .strip_prefix(canonical(workdir)?)
+                .map_err(|_| GitError::Outside {
+                    path: shown.clone(),
+                })?
+                .to_path_buf(),
+            None => PathBuf::new(),
+        };
         Ok(Self { repo, root, prefix })
+    }
+
+    /// The runner's own bare clone of `url` at `path`: opened when it
+    /// exists, cloned otherwise. Works over https, ssh, `file://` and plain
+    /// paths.
+    ///
+    /// # Errors
+    /// When the clone cannot be made or opened.
+    pub fn clone_or_open(url: &str, path: &Path) -> Result<Self, GitError> {
+        let repo = if path.join("HEAD").is_file() {
+            git2::Repository::open_bare(path)
+                .map_err(|error| GitError::failed(format!("open `{}`", path.display()), &error))?
+        } else {
+            let mut fetch = git2::FetchOptions::new();
+            fetch.remote_callbacks(credentials(None));
+            git2::build::RepoBuilder::new()
+                .bare(true)
+                .fetch_options(fetch)
+                .clone(url, path)
+                .map_err(|error| GitError::failed(format!("clone `{url}`"), &error))?
+        };
+        let root = path.canonicalize().map_err(|_| GitError::Outside {
+            path: path.display().to_string(),
+        })?;
+        Ok(Self {
+            repo,
+            root,
+            prefix: PathBuf::new(),
+        })
+    }
+
+    /// Fetches `branch` from `origin` (forced, so a rewritten history is
+    /// seen as it is) and returns its tip.
+    ///
+    /// # Errors
+    /// When the fetch fails or the branch does not exist there.
+    pub fn fetch(&self, branch: &str) -> Result<CommitInfo, GitError> {
+        let mut remote = self
+            .repo
+            .find_remote("origin")
+            .map_err(|error| GitError::failed("find remote `origin`", &error))?;
+        let mut options = git2::FetchOptions::new();
+        options.remote_callbacks(credentials(self.repo.config().ok()));
+        let tracking = format!("refs/remotes/origin/{branch}");
+        remote
+            .fetch(
+                &[format!("+refs/heads/{branch}:{tracking}")],
+                Some(&mut options),
+                None,
+            )
+            .map_err(|error| GitError::failed(format!("fetch `{branch}`"), &error))?;
+        self.commit(&tracking)
+    }
+
+    /// Whether `ancestor` is `descendant` or one of its ancestors.
+    ///
+    /// # Errors
+    /// When either revision is unknown.
+    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
+        let (ancestor, descendant) = (self.find(ancestor)?.id(), self.find(descendant)?.id());
+        if ancestor == descendant {
+            return Ok(true);
+        }
+        self.repo
+            .graph_descendant_of(descendant, ancestor)
+            .map_err(|error| GitError::failed("compare histories", &error))
     }
 
     /// The project directory, absolute.
@@ -420,7 +487,7 @@ impl Repository {
             .find_remote(remote)
             .map_err(|error| GitError::failed(format!("find remote `{remote}`"), &error))?;
         let mut options = git2::PushOptions::new();
-        options.remote_callbacks(credentials(&self.repo));
+        options.remote_callbacks(credentials(self.repo.config().ok()));
         found
             .push(&[format!("{NOTES_REF}:{NOTES_REF}")], Some(&mut options))
             .map_err(|error| GitError::failed(format!("push notes to `{remote}`"), &error))
@@ -451,8 +518,8 @@ fn touches(
 }
 
 /// Credentials for remotes: an SSH agent, or git's credential helpers.
-pub(crate) fn credentials(repo: &git2::Repository) -> git2::RemoteCallbacks<'static> {
-    let config = repo.config().ok();
+fn credentials(config: Option<git2::Config>) -> git2::RemoteCallbacks<'static> {
+    let config = config.or_else(|| git2::Config::open_default().ok());
     let mut callbacks = git2::RemoteCallbacks::new();
     callbacks.credentials(move |url, username, allowed| {
         if allowed.contains(git2::CredentialType::SSH_KEY) {

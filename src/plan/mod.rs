@@ -398,10 +398,10 @@ impl Planner<'_> {
             if live == Some(value) {
                 continue;
             }
-            if let (Some(recorded), Some(live)) = (owned.managed.get(property), live) {
-                if *recorded != ownership::digest(live) {
-                    drifted.push(property.clone());
-                }
+            if let (Some(recorded), Some(live)) = (owned.managed.get(property), live)
+                && *recorded != ownership::digest(live)
+            {
+                drifted.push(property.clone());
             }
             let change = if self.writes_whole(configuration, property) {
                 patch::whole(live, value)

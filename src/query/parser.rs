@@ -680,10 +680,10 @@ fn junction(items: Vec<Expr>, kind: Junction) -> Expr {
             (_, item) => flat.push(item),
         }
     }
-    if flat.len() == 1 {
-        if let Some(only) = flat.pop() {
-            return only;
-        }
+    if flat.len() == 1
+        && let Some(only) = flat.pop()
+    {
+        return only;
     }
     match kind {
         Junction::And => Expr::And(flat),

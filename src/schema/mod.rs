@@ -221,17 +221,18 @@ impl SchemaSet {
         }
         schemas.sort_by(|a, b| a.name.cmp(&b.name));
         for pair in schemas.windows(2) {
-            if let [first, second] = pair {
-                if first.module == second.module && first.property == second.property {
-                    diags.push(Diagnostic::from_error(
-                        &SchemaError::DuplicateBinding {
-                            first: first.origin.clone(),
-                            second: second.origin.clone(),
-                            what: first.governs(),
-                        },
-                        Severity::Error,
-                    ));
-                }
+            if let [first, second] = pair
+                && first.module == second.module
+                && first.property == second.property
+            {
+                diags.push(Diagnostic::from_error(
+                    &SchemaError::DuplicateBinding {
+                        first: first.origin.clone(),
+                        second: second.origin.clone(),
+                        what: first.governs(),
+                    },
+                    Severity::Error,
+                ));
             }
         }
         Self { schemas }

@@ -275,28 +275,29 @@ fn check_desired(
     diags: &mut Diagnostics,
 ) {
     let twin = module.map_or_else(|| "the device twin".to_owned(), |m| format!("module `{m}`"));
-    if !schemas.knows_module(module) && unschematized == Unschematized::Deny {
-        if let Some(module) = module {
-            let modules: Vec<&str> = schemas.iter().filter_map(|s| s.module.as_deref()).collect();
-            let help = did_you_mean(module, modules.iter().copied()).map_or_else(
-                || {
-                    "add a twin configuration schema for it to the schema directory, or set \
+    if !schemas.knows_module(module)
+        && unschematized == Unschematized::Deny
+        && let Some(module) = module
+    {
+        let modules: Vec<&str> = schemas.iter().filter_map(|s| s.module.as_deref()).collect();
+        let help = did_you_mean(module, modules.iter().copied()).map_or_else(
+            || {
+                "add a twin configuration schema for it to the schema directory, or set \
                      `allow_unschematized = true` in twinops.toml"
-                        .to_owned()
-                },
-                |near| format!("did you mean `{near}`? module ids are case-sensitive"),
-            );
-            diags.error(
-                &ValidateError::UnknownModule {
-                    policy: name.to_owned(),
-                    module: module.to_owned(),
-                    help,
-                },
-                document.spans.locate("/module"),
-                "no schema for this module",
-            );
-            return;
-        }
+                    .to_owned()
+            },
+            |near| format!("did you mean `{near}`? module ids are case-sensitive"),
+        );
+        diags.error(
+            &ValidateError::UnknownModule {
+                policy: name.to_owned(),
+                module: module.to_owned(),
+                help,
+            },
+            document.spans.locate("/module"),
+            "no schema for this module",
+        );
+        return;
     }
     // Flat schemas (no `property`) validate the whole desired section at once.
     let mut flat: Option<&TwinSchema> = None;

@@ -30,15 +30,15 @@ desired:
 ";
 
 /// A repository in a project directory, committing as fixed authors.
-struct Scripted {
-    project: Project,
-    repo: git2::Repository,
+pub(crate) struct Scripted {
+    pub(crate) project: Project,
+    pub(crate) repo: git2::Repository,
     /// Seconds since the epoch of the next commit.
     clock: i64,
 }
 
 impl Scripted {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let project = Project::empty(name);
         let repo = git2::Repository::init_opts(
             project.path(""),
@@ -54,7 +54,7 @@ impl Scripted {
     }
 
     /// Writes `files` and commits every change as `author`.
-    fn commit(&mut self, author: &str, message: &str, files: &[(&str, &str)]) -> String {
+    pub(crate) fn commit(&mut self, author: &str, message: &str, files: &[(&str, &str)]) -> String {
         for (path, text) in files {
             let full = self.project.path(path);
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
@@ -91,17 +91,17 @@ impl Scripted {
     }
 
     /// Creates branch `name` at HEAD and checks it out.
-    fn branch(&self, name: &str) {
+    pub(crate) fn branch(&self, name: &str) {
         let head = self.repo.head().unwrap().peel_to_commit().unwrap();
         self.repo.branch(name, &head, false).unwrap();
         self.repo.set_head(&format!("refs/heads/{name}")).unwrap();
     }
 
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.project.run(args)
     }
 
-    fn path(&self, relative: &str) -> std::path::PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> std::path::PathBuf {
         self.project.path(relative)
     }
 }

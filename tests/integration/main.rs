@@ -14,3 +14,4 @@ mod corpus;
 mod fleets;
 mod gitops;
 mod rest;
+mod runner;

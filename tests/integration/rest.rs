@@ -23,20 +23,20 @@ use twinops::hub::{Hub, HubError, TwinId};
 use crate::apply::{PROJECT_TOML, Project, Run, generated_fleet, telemetry_policies};
 
 /// The variable the `emu` environment reads its connection string from.
-const CONNECTION_VARIABLE: &str = "TWINOPS_TEST_EMULATOR";
+pub(crate) const CONNECTION_VARIABLE: &str = "TWINOPS_TEST_EMULATOR";
 
 /// An emulator serving a project's `hub.db`, on its own runtime.
-struct Emulator {
-    runtime: tokio::runtime::Runtime,
+pub(crate) struct Emulator {
+    pub(crate) runtime: tokio::runtime::Runtime,
     running: Option<Running>,
-    connection: Secret,
-    ca_file: PathBuf,
+    pub(crate) connection: Secret,
+    pub(crate) ca_file: PathBuf,
 }
 
 impl Emulator {
     /// Seeds the project's hub (through the binary), then serves it with
     /// `options`, and adds an `emu` environment to the project.
-    fn start(project: &Project, options: Options) -> Self {
+    pub(crate) fn start(project: &Project, options: Options) -> Self {
         let _ = project.snapshot();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
