@@ -58,8 +58,8 @@ pub(crate) fn fleet(devices: usize, seed: u64) -> String {
         let model = rng.pick(&MODELS);
         let ring_name = rng.pick(&RINGS);
         let version = rng.pick(&VERSIONS);
-        let edge = rng.next() % 10 == 0;
-        let status = if rng.next() % 50 == 0 {
+        let edge = rng.next().is_multiple_of(10);
+        let status = if rng.next().is_multiple_of(50) {
             "disabled"
         } else {
             "enabled"
@@ -71,7 +71,7 @@ pub(crate) fn fleet(devices: usize, seed: u64) -> String {
             r = rng.next() % 4,
             k = rng.next() % 90,
         );
-        if rng.next() % 20 != 0 {
+        if !rng.next().is_multiple_of(20) {
             let _ = writeln!(
                 out,
                 r#"{{"deviceId":"{id}","moduleId":"azureiotsecurity","etag":"AAAAAAAAAAI=","version":4,"properties":{{"desired":{{"{SEC}":{{"highPriorityMessageFrequency":{{"value":"PT7M"}},"lowPriorityMessageFrequency":{{"value":"PT5H"}},"snapshotFrequency":{{"value":"PT13H"}},"eventPriorityLogin":{{"value":"High"}}}},"$metadata":{{"$lastUpdated":"2026-01-01T00:00:00Z"}},"$version":2}},"reported":{{"{SEC}":{{"highPriorityMessageFrequency":{{"value":"PT7M"}},"eventPriorityLogin":{{"value":"high"}}}},"$metadata":{{"$lastUpdated":"2026-01-01T00:00:00Z"}},"$version":2}}}}}}"#
