@@ -71,6 +71,19 @@ pub(super) fn run(
             config.terminal.color_stdout,
         ))?;
         if plan.changes.is_empty() {
+            // An apply of a commit that finds it in effect is on the record too.
+            if let (Some(repository), Some(commit)) = (&repository, &config.revision) {
+                let nothing = ApplyReport::default();
+                record(
+                    repository,
+                    commit,
+                    config,
+                    &hub,
+                    &nothing,
+                    options.push_notes,
+                    io,
+                )?;
+            }
             return Ok(ExitStatus::Success);
         }
         if !options.auto_approve && !confirmed(config, io)? {
@@ -165,6 +178,9 @@ fn record(
         stale: report.count(|outcome| matches!(outcome, apply::Outcome::Stale { .. })),
         failed: report.count(|outcome| matches!(outcome, apply::Outcome::Failed { .. })),
     };
+    if let Some(remote) = push_notes {
+        repository.sync_notes(remote).map_err(|error| git(&error))?;
+    }
     repository
         .add_note(&commit.id, &note.line())
         .map_err(|error| git(&error))?;

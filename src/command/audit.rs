@@ -36,11 +36,24 @@ fn config_failure(failure: ConfigFailure) -> Failure {
 /// The fleet the audit compiles over: `--fleet`, the project's snapshot,
 /// or the environment's hub.
 fn audit_fleet(config: &Config, fleet: Option<&Path>, io: &mut Io<'_>) -> Result<Fleet, Failure> {
-    if let Some(path) = fleet.or(config.fleet.as_deref()) {
-        return read_fleet(config, path);
+    let fleet = if let Some(path) = fleet.or(config.fleet.as_deref()) {
+        read_fleet(config, path)?
+    } else {
+        let (_, hub) = environment::open(config, Seed::OnCreate, io.err)?;
+        block_on(hub.fleet())?.map_err(|error| environment::hub_failure(&error))?
+    };
+    if fleet.devices.is_empty() {
+        return Err(Failure::new(operational(
+            format!(
+                "no twins to compile the policies over: environment `{}` holds none",
+                config.environment
+            ),
+            Some(
+                "pass `--fleet SNAPSHOT`, set `[fleet] snapshot` in twinops.toml, or choose an environment with `--env`",
+            ),
+        )));
     }
-    let (_, hub) = environment::open(config, Seed::OnCreate, io.err)?;
-    block_on(hub.fleet())?.map_err(|error| environment::hub_failure(&error))
+    Ok(fleet)
 }
 
 /// The policies at `revision` compiled over `fleet`, with their error count;
@@ -50,14 +63,17 @@ fn compiled_at(
     revision: &str,
     fleet: &Fleet,
     sources: &mut SourceMap,
-) -> Result<(DesiredFleet, PolicySet, usize), Failure> {
+) -> (DesiredFleet, PolicySet, usize) {
     let Ok(at) = config.at_revision(revision) else {
-        return Ok((DesiredFleet::default(), PolicySet::default(), 0));
+        return (DesiredFleet::default(), PolicySet::default(), 0);
     };
     let mut diags = Diagnostics::new();
-    let project = load_project(&at, sources, &mut diags)?;
+    // A revision whose policy directory is gone (deleted, renamed) has none.
+    let Ok(project) = load_project(&at, sources, &mut diags) else {
+        return (DesiredFleet::default(), PolicySet::default(), 1);
+    };
     let desired = compile::fleet(&project.policies, &project.schemas, fleet, &mut diags);
-    Ok((desired, project.policies, diags.count(Severity::Error)))
+    (desired, project.policies, diags.count(Severity::Error))
 }
 
 /// Runs `history` or `blame`.
@@ -124,6 +140,19 @@ fn history(
     if let Some(schemas) = &config.schemas {
         paths.push(schemas);
     }
+    if let Some(since) = options.since {
+        let reachable = repository
+            .is_ancestor(since, &head)
+            .map_err(|error| git_failure(&error))?;
+        if !reachable {
+            return Err(Failure::new(operational(
+                format!(
+                    "`{since}` is not an ancestor of `{head}`: there is no history between them"
+                ),
+                Some("name a commit on the branch's own history"),
+            )));
+        }
+    }
     let commits = repository
         .log(&head, options.since, &paths)
         .map_err(|error| git_failure(&error))?;
@@ -135,10 +164,10 @@ fn history(
             before
         } else {
             let (desired, policies, _) =
-                compiled_at(config, &format!("{}^", commit.id), &fleet, sources)?;
+                compiled_at(config, &format!("{}^", commit.id), &fleet, sources);
             (desired, policies)
         };
-        let (desired, policies, errors) = compiled_at(config, &commit.id, &fleet, sources)?;
+        let (desired, policies, errors) = compiled_at(config, &commit.id, &fleet, sources);
         let effect = audit::effect(
             (&before.0, &before.1),
             (&desired, &policies),

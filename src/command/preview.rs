@@ -78,11 +78,18 @@ fn preview(
     let base = repository
         .merge_base(options.base, &head.id)
         .map_err(|error| git_failure(&error))?;
-    let base_config = config.at_revision(&base.id).map_err(config_failure)?;
-
     let mut base_diags = Diagnostics::new();
-    let base_project = load_project(&base_config, sources, &mut base_diags)?;
     let head_project = load_project(&head_config, sources, diags)?;
+    // A base without a project (the change that introduces twinops, or
+    // moves its policies) has no policies.
+    let base_project = config
+        .at_revision(&base.id)
+        .ok()
+        .and_then(|base_config| load_project(&base_config, sources, &mut base_diags).ok())
+        .unwrap_or_else(|| Project {
+            schemas: crate::schema::SchemaSet::build(&[], &mut Diagnostics::new()),
+            policies: crate::validate::PolicySet::default(),
+        });
     let fleet = if let Some(path) = options.fleet.or(head_config.fleet.as_deref()) {
         read_fleet(&head_config, path)?
     } else {

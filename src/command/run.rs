@@ -41,6 +41,10 @@ struct Runner<'a> {
     repository: Repository,
     metrics: Arc<Metrics>,
     state: State,
+    /// Where `state` is kept.
+    state_file: PathBuf,
+    /// Whether the last cycle failed (`--once` exits 1 then).
+    failed: bool,
     stop: Arc<AtomicBool>,
     lock_dir: PathBuf,
 }
@@ -78,7 +82,12 @@ async fn follow(config: &Config, args: &RunArgs, io: &mut Io<'_>) -> Result<Exit
     })?;
     let repository =
         Repository::clone_or_open(&args.repo, &args.state.join("repo.git")).map_err(git)?;
-    let state = std::fs::read(args.state.join("state.json"))
+    // One state per environment: runners for two environments share the
+    // clone but not what they applied.
+    let state_file = args
+        .state
+        .join(format!("state-{}.json", config.environment));
+    let state = std::fs::read(&state_file)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
@@ -87,8 +96,9 @@ async fn follow(config: &Config, args: &RunArgs, io: &mut Io<'_>) -> Result<Exit
     tokio::spawn(signals(Arc::clone(&stop), Arc::clone(&stopped)));
     let metrics = Arc::new(Metrics::default());
     let (log, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let secret = webhook_secret(args)?;
     let hooks = Arc::new(Hooks {
-        secret: args.webhook_secret_env.as_deref().and_then(secret_from_env),
+        secret,
         pushed: Notify::new(),
         metrics: Arc::clone(&metrics),
         log,
@@ -100,7 +110,10 @@ async fn follow(config: &Config, args: &RunArgs, io: &mut Io<'_>) -> Result<Exit
         io.out,
         &format!(
             "Following `{}` of {} into environment `{}`, every {:?}.",
-            args.branch, args.repo, config.environment, args.interval
+            args.branch,
+            crate::gitops::shown_url(&args.repo),
+            config.environment,
+            args.interval
         ),
     );
     let mut runner = Runner {
@@ -109,6 +122,8 @@ async fn follow(config: &Config, args: &RunArgs, io: &mut Io<'_>) -> Result<Exit
         repository,
         metrics,
         state,
+        state_file,
+        failed: false,
         stop: Arc::clone(&stop),
         lock_dir: args
             .lock_dir
@@ -116,6 +131,7 @@ async fn follow(config: &Config, args: &RunArgs, io: &mut Io<'_>) -> Result<Exit
             .unwrap_or_else(|| std::env::temp_dir().join("twinops-locks")),
     };
     loop {
+        runner.failed = false;
         runner.cycle(io.out).await;
         while let Ok(line) = lines.try_recv() {
             say(io.out, &line);
@@ -141,7 +157,27 @@ async fn follow(config: &Config, args: &RunArgs, io: &mut Io<'_>) -> Result<Exit
         }
     }
     say(io.out, "Stopped.");
-    Ok(ExitStatus::Success)
+    Ok(if args.once && runner.failed {
+        ExitStatus::OperationalError
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// The webhook secret `--webhook-secret-env` names; it must be set.
+fn webhook_secret(args: &RunArgs) -> Result<Option<crate::hub::sas::Secret>, Failure> {
+    let Some(variable) = args.webhook_secret_env.as_deref() else {
+        return Ok(None);
+    };
+    secret_from_env(variable)
+        .filter(|secret| !secret.expose().is_empty())
+        .map(Some)
+        .ok_or_else(|| {
+            Failure::new(operational(
+                format!("the webhook secret variable `${variable}` is not set, or empty"),
+                Some("set it to the secret configured on the repository's webhook"),
+            ))
+        })
 }
 
 /// Serves webhooks, `/healthz` and `/metrics` on `address` until stopped.
@@ -204,7 +240,8 @@ async fn signals(stop: Arc<AtomicBool>, stopped: Arc<Notify>) {
 }
 
 impl Runner<'_> {
-    fn fail(&self, out: &mut dyn Write, line: &str) {
+    fn fail(&mut self, out: &mut dyn Write, line: &str) {
+        self.failed = true;
         Metrics::count(&self.metrics.failures, 1);
         say(out, line);
     }
@@ -216,14 +253,13 @@ impl Runner<'_> {
             .last_applied
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(commit.id.clone());
-        let path = self.args.state.join("state.json");
         let text = serde_json::to_vec(&self.state).unwrap_or_default();
-        let _ = environment::write_atomically(&path, &text);
+        let _ = environment::write_atomically(&self.state_file, &text);
     }
 
     /// Whether `tip` continues the history last applied (or a rewrite is
     /// allowed); says why not.
-    fn follows_history(&self, out: &mut dyn Write, tip: &CommitInfo) -> bool {
+    fn follows_history(&mut self, out: &mut dyn Write, tip: &CommitInfo) -> bool {
         let Some(last) = self.state.applied.clone() else {
             return true;
         };
@@ -246,7 +282,7 @@ impl Runner<'_> {
                         "Refused {}: the history of `{}` was rewritten ({} is not an ancestor); nothing applied. Pass --allow-rewrite to follow it.",
                         tip.short,
                         self.args.branch,
-                        &last[..last.len().min(12)]
+                        last.chars().take(12).collect::<String>()
                     ),
                 );
                 false
@@ -259,7 +295,7 @@ impl Runner<'_> {
     }
 
     /// The project as `tip` has it (its `twinops.toml`), or why not.
-    fn config_at(&self, out: &mut dyn Write, tip: &CommitInfo) -> Option<Config> {
+    fn config_at(&mut self, out: &mut dyn Write, tip: &CommitInfo) -> Option<Config> {
         let base = Config {
             environment: self.config.environment.clone(),
             terminal: self.config.terminal,
@@ -320,7 +356,8 @@ impl Runner<'_> {
             }
         };
         let lock_path = runner::lock_path(&self.lock_dir, &hub.identity().id);
-        let Ok(_lock) = Lock::acquire(&lock_path, || {
+        let stop = Arc::clone(&self.stop);
+        let Ok(_lock) = Lock::acquire(&lock_path, &stop, || {
             say(
                 out,
                 "Waiting for another runner to finish applying to this hub.",
@@ -328,6 +365,9 @@ impl Runner<'_> {
         })
         .await
         else {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
             return self.fail(out, &format!("Cannot lock `{}`.", lock_path.display()));
         };
         let fleet = match hub.fleet().await {
@@ -409,17 +449,19 @@ impl Runner<'_> {
             "Applied {}: {changed} changed, {stale} stale, {failed} failed.",
             tip.short
         );
-        if report.succeeded() {
-            say(out, &line);
-        } else {
-            self.fail(out, &line);
-        }
         if self.stop.load(Ordering::SeqCst) && !report.succeeded() {
+            // A stop is not a failure: the next run applies the rest.
+            say(out, &line);
             say(
                 out,
                 "Stopping: the twins in flight finished; the rest are applied by the next run.",
             );
             return;
+        }
+        if report.succeeded() {
+            say(out, &line);
+        } else {
+            self.fail(out, &line);
         }
         if new_commit {
             Metrics::count(&self.metrics.applies, 1);
@@ -443,7 +485,7 @@ impl Runner<'_> {
 
     /// Invalid policies at `tip`: nothing is applied; the errors go to the log.
     fn invalid(
-        &self,
+        &mut self,
         out: &mut dyn Write,
         tip: &CommitInfo,
         diags: Diagnostics,

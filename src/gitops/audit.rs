@@ -56,11 +56,13 @@ pub struct Entry {
     pub errors: usize,
 }
 
-/// The desired properties of every twin, keyed `device[/module]`.
+/// The configuration of every targeted twin that exists (a missing module
+/// is not written, so it does not count), keyed `device[/module]`.
 fn by_twin(desired: &DesiredFleet) -> BTreeMap<String, usize> {
     desired
         .twins
         .iter()
+        .filter(|twin| !twin.module_missing)
         .map(|twin| {
             let id = match &twin.module_id {
                 Some(module) => format!("{}/{module}", twin.device_id),

@@ -47,4 +47,4 @@ impl ApplyNote {
         serde_json::to_string(self).unwrap_or_default()
     }
 }
-pub use repository::{CommitInfo, NOTES_REF, Repository};
+pub use repository::{CommitInfo, NOTES_REF, Repository, shown_url};

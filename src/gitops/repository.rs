@@ -137,7 +137,10 @@ impl Repository {
                 .bare(true)
                 .fetch_options(fetch)
                 .clone(url, path)
-                .map_err(|error| GitError::failed(format!("clone `{url}`"), &error))?
+                .map_err(|error| GitError::Failed {
+                    action: format!("clone `{}`", shown_url(url)),
+                    reason: error.message().replace(url, &shown_url(url)),
+                })?
         };
         let root = path.canonicalize().map_err(|_| GitError::Outside {
             path: path.display().to_string(),
@@ -440,8 +443,8 @@ impl Repository {
             .or_else(|_| git2::Signature::now("twinops", "twinops@localhost"))
             .map_err(|error| GitError::failed("sign a note", &error))?;
         let message = match existing {
-            Some(existing) => format!("{}\n{text}", existing.trim_end()),
-            None => text.to_owned(),
+            Some(existing) => format!("{}\n{text}\n", existing.trim_end()),
+            None => format!("{text}\n"),
         };
         self.repo
             .note(&signature, &signature, Some(NOTES_REF), id, &message, true)
@@ -477,6 +480,63 @@ impl Repository {
         )
     }
 
+    /// Brings the local notes up to `remote`'s before a note is added, so
+    /// that pushing them afterwards is a fast-forward: fetches the remote's
+    /// notes and moves the local ref there when it is absent or behind.
+    ///
+    /// # Errors
+    /// When the fetch fails, or local and remote notes have diverged.
+    pub fn sync_notes(&self, remote: &str) -> Result<(), GitError> {
+        let action = format!("fetch notes from `{remote}`");
+        let mut found = self
+            .repo
+            .find_remote(remote)
+            .map_err(|error| GitError::failed(format!("find remote `{remote}`"), &error))?;
+        let mirror = format!("refs/twinops/remote-notes/{remote}");
+        let mut options = git2::FetchOptions::new();
+        options.remote_callbacks(credentials(self.repo.config().ok()));
+        if let Err(error) = found.fetch(
+            &[format!("+{NOTES_REF}:{mirror}")],
+            Some(&mut options),
+            None,
+        ) {
+            // A remote without notes yet has nothing to fetch.
+            if error.code() != git2::ErrorCode::NotFound {
+                return Err(GitError::failed(action, &error));
+            }
+        }
+        let Ok(theirs) = self.repo.refname_to_id(&mirror) else {
+            return Ok(());
+        };
+        let ours = self.repo.refname_to_id(NOTES_REF).ok();
+        let behind = match ours {
+            None => true,
+            Some(ours) if ours == theirs => false,
+            Some(ours) => self
+                .repo
+                .graph_descendant_of(theirs, ours)
+                .map_err(|error| GitError::failed(action.clone(), &error))?,
+        };
+        if behind {
+            self.repo
+                .reference(NOTES_REF, theirs, true, "twinops: notes from the remote")
+                .map_err(|error| GitError::failed(action, &error))?;
+            return Ok(());
+        }
+        let ahead =
+            ours.is_some_and(|ours| self.repo.graph_descendant_of(ours, theirs).unwrap_or(false));
+        if ahead {
+            Ok(())
+        } else {
+            Err(GitError::Failed {
+                action,
+                reason: format!(
+                    "the notes here and on `{remote}` have diverged; merge them with `git notes --ref twinops merge` first"
+                ),
+            })
+        }
+    }
+
     /// Pushes [`NOTES_REF`] to `remote`.
     ///
     /// # Errors
@@ -486,11 +546,44 @@ impl Repository {
             .repo
             .find_remote(remote)
             .map_err(|error| GitError::failed(format!("find remote `{remote}`"), &error))?;
+        let refused = std::rc::Rc::new(std::cell::RefCell::new(None::<String>));
+        let mut callbacks = credentials(self.repo.config().ok());
+        let seen = std::rc::Rc::clone(&refused);
+        // A remote that refuses a ref (a hook, a protected ref) says so here,
+        // not in the push's result.
+        callbacks.push_update_reference(move |_, status| {
+            if let Some(status) = status {
+                *seen.borrow_mut() = Some(status.to_owned());
+            }
+            Ok(())
+        });
         let mut options = git2::PushOptions::new();
-        options.remote_callbacks(credentials(self.repo.config().ok()));
+        options.remote_callbacks(callbacks);
         found
             .push(&[format!("{NOTES_REF}:{NOTES_REF}")], Some(&mut options))
-            .map_err(|error| GitError::failed(format!("push notes to `{remote}`"), &error))
+            .map_err(|error| GitError::failed(format!("push notes to `{remote}`"), &error))?;
+        let refusal = refused.borrow().clone();
+        match refusal {
+            Some(reason) => Err(GitError::Failed {
+                action: format!("push notes to `{remote}`"),
+                reason: format!("the remote refused `{NOTES_REF}`: {reason}"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `url` without any user name or password in it, for messages
+/// (`https://x-access-token:TOKEN@github.com/o/r` → `https://github.com/o/r`).
+#[must_use]
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
     }
 }
 
@@ -521,8 +614,18 @@ fn touches(
 fn credentials(config: Option<git2::Config>) -> git2::RemoteCallbacks<'static> {
     let config = config.or_else(|| git2::Config::open_default().ok());
     let mut callbacks = git2::RemoteCallbacks::new();
+    let mut attempts = 0;
     callbacks.credentials(move |url, username, allowed| {
-        if allowed.contains(git2::CredentialType::SSH_KEY) {
+        // libgit2 asks again after every refusal: give up after a few.
+        attempts += 1;
+        if attempts > 3 {
+            return Err(git2::Error::from_str(
+                "the remote refused every credential offered",
+            ));
+        }
+        if allowed.contains(git2::CredentialType::USERNAME) {
+            git2::Cred::username(username.unwrap_or("git"))
+        } else if allowed.contains(git2::CredentialType::SSH_KEY) {
             git2::Cred::ssh_key_from_agent(username.unwrap_or("git"))
         } else if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
             match &config {
@@ -539,6 +642,18 @@ fn credentials(config: Option<git2::Config>) -> git2::RemoteCallbacks<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(
+            shown_url("https://x-access-token:s3cret@github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
+        assert_eq!(shown_url("ssh://git@host/r"), "ssh://host/r");
+        assert_eq!(shown_url("file:///tmp/r"), "file:///tmp/r");
+        assert_eq!(shown_url("/tmp/r"), "/tmp/r");
+        assert_eq!(shown_url("https://host/a@b"), "https://host/a@b");
+    }
 
     #[test]
     fn dates_are_civil_utc_days() {

@@ -14,7 +14,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -153,7 +153,7 @@ impl Metrics {
         out
     }
 
-    /// Adds one to `counter`.
+    /// Adds `by` to `counter`.
     pub fn count(counter: &AtomicU64, by: u64) {
         counter.fetch_add(by, Ordering::SeqCst);
     }
@@ -239,11 +239,16 @@ pub struct Lock {
 
 impl Lock {
     /// Takes the lock at `path`, waiting while another runner holds it
-    /// (`waiting` is called once if it has to).
+    /// (`waiting` is called once if it has to) until `stop` is set.
     ///
     /// # Errors
-    /// When the lock file cannot be made or locked.
-    pub async fn acquire(path: &Path, waiting: impl FnOnce()) -> std::io::Result<Self> {
+    /// When the lock file cannot be made or locked, or `stop` was set
+    /// while waiting (`Interrupted`).
+    pub async fn acquire(
+        path: &Path,
+        stop: &AtomicBool,
+        waiting: impl FnOnce(),
+    ) -> std::io::Result<Self> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -257,6 +262,9 @@ impl Lock {
             match file.try_lock() {
                 Ok(()) => return Ok(Self { file }),
                 Err(std::fs::TryLockError::WouldBlock) => {
+                    if stop.load(Ordering::SeqCst) {
+                        return Err(std::io::ErrorKind::Interrupted.into());
+                    }
                     if let Some(waiting) = waiting.take() {
                         waiting();
                     }
@@ -330,7 +338,9 @@ mod tests {
         let directory = std::env::temp_dir().join(format!("twinops-lock-{}", std::process::id()));
         let path = lock_path(&directory, "localhost:8443");
         assert!(path.ends_with("localhost_8443.lock"));
-        let held = Lock::acquire(&path, || {}).await.unwrap();
+        let held = Lock::acquire(&path, &AtomicBool::new(false), || {})
+            .await
+            .unwrap();
         let second = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         assert!(matches!(
             second.try_lock(),

@@ -253,6 +253,18 @@ pub(crate) fn markdown_groups(plan: &Plan, budget: usize) -> String {
     let reserve = 200;
     for group in &groups {
         let (sign, title) = heading(group);
+        let only_ownership = group
+            .first()
+            .is_some_and(|first| first.changes.is_empty() && first.drifted.is_empty());
+        if only_ownership {
+            let section = format!("<code>{sign}</code> {}\n\n", escape(&title));
+            if body.len() + section.len() + reserve > budget {
+                break;
+            }
+            body.push_str(&section);
+            shown += 1;
+            continue;
+        }
         let mut section = format!(
             "<details><summary><code>{sign}</code> {}</summary>\n\n```diff\n",
             escape(&title)

@@ -116,11 +116,30 @@ pub fn preview_markdown(
         preview.base.short,
         preview.head.short
     );
-    for error in &preview.new_errors {
-        let _ = writeln!(head, "> ❌ new error: {}", escape(error));
-    }
-    for error in &preview.resolved_errors {
-        let _ = writeln!(head, "> ✅ resolved: {}", escape(error));
+    // At most a quarter of the comment for errors; the rest are counted.
+    let error_budget = COMMENT_LIMIT / 4;
+    let errors = preview
+        .new_errors
+        .iter()
+        .map(|error| format!("> ❌ new error: {}\n", escape(error)))
+        .chain(
+            preview
+                .resolved_errors
+                .iter()
+                .map(|error| format!("> ✅ resolved: {}\n", escape(error))),
+        );
+    let total = preview.new_errors.len() + preview.resolved_errors.len();
+    let start = head.len();
+    for (listed, line) in errors.enumerate() {
+        if head.len() - start + line.len() > error_budget {
+            let _ = writeln!(
+                head,
+                "> … and {} more; run `twinops plan --base` for all of them.",
+                total - listed
+            );
+            break;
+        }
+        head.push_str(&line);
     }
     if !(preview.new_errors.is_empty() && preview.resolved_errors.is_empty()) {
         head.push('\n');
@@ -137,6 +156,13 @@ pub fn preview_markdown(
         if section.len() < budget / 4 {
             budget -= section.len();
             body.push_str(&section);
+        } else {
+            let line = format!(
+                "_Targets entered and left by {} policies: too long for the comment; run `twinops plan --base` to see them._\n\n",
+                preview.targets.len()
+            );
+            budget = budget.saturating_sub(line.len());
+            body.push_str(&line);
         }
     }
     let live = match &preview.live {

@@ -290,10 +290,20 @@ fn apply_at_a_revision_stamps_the_commit_and_records_a_pushed_note() {
             git2::Oid::from_str(&head_id).unwrap(),
         )
         .unwrap();
+    let records: Vec<serde_json::Value> = local_note
+        .message()
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let changed: Vec<u64> = records
+        .iter()
+        .map(|record| record["changed"].as_u64().unwrap())
+        .collect();
     assert_eq!(
-        local_note.message().unwrap().lines().count(),
-        1,
-        "no note for an apply that changed nothing"
+        changed,
+        [9, 0],
+        "both applies of the head are on the record"
     );
     let _ = std::fs::remove_dir_all(&remote_dir);
 }

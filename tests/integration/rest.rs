@@ -79,6 +79,11 @@ units = 10
         }
     }
 
+    /// The host its clients name (`localhost:PORT`).
+    pub(crate) fn host(&self) -> String {
+        self.running.as_ref().unwrap().host()
+    }
+
     /// `twinops ARGS` in `project` with the emulator's connection string.
     fn run(&self, project: &Project, args: &[&str]) -> Run {
         run_with(project, args, self.connection.expose())

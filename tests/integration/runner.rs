@@ -10,8 +10,11 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use std::sync::atomic::AtomicBool;
 use twinops::emulator::Options;
+
 use twinops::emulator::faults::Faults;
+use twinops::gitops::runner::{Lock, lock_path};
 
 use crate::apply::{Project, generated_fleet, telemetry_policies};
 use crate::gitops::Scripted;
@@ -432,10 +435,35 @@ fn sigterm_mid_apply_stops_after_the_twins_in_flight_and_a_rerun_converges() {
 }
 
 #[test]
-fn two_runners_on_one_hub_never_apply_at_once() {
-    let faults: Faults = "delay=1.0:30".parse().unwrap();
+fn a_runner_waits_while_another_holds_the_hubs_lock() {
+    let setup = Setup::new("runner-wait", 6, Options::default(), 4);
+    let path = lock_path(
+        &setup.hub.path("locks"),
+        &setup.emulator.host().to_lowercase(),
+    );
+    let held = setup
+        .emulator
+        .runtime
+        .block_on(Lock::acquire(&path, &AtomicBool::new(false), || {}))
+        .unwrap();
+    let mut runner = setup.runner("state", &["--once"]);
+    runner.wait_for("Waiting for another runner to finish applying to this hub.");
+    assert!(
+        !runner.log().contains("Applying"),
+        "nothing applied while the lock is held: {}",
+        runner.log()
+    );
+    drop(held);
+    runner.wait_for(&format!("Applied {}: 6 changed", setup.head()));
+    assert_eq!(runner.exit_code(), Some(0));
+}
+
+#[test]
+fn a_runner_killed_mid_apply_leaves_no_lock_behind_and_the_next_one_converges() {
+    // Every request takes 50 ms and one goes at a time: 30 twins take 1.5 s.
+    let faults: Faults = "delay=1.0:50".parse().unwrap();
     let setup = Setup::new(
-        "runner-two",
+        "runner-kill",
         30,
         Options {
             faults,
@@ -443,32 +471,29 @@ fn two_runners_on_one_hub_never_apply_at_once() {
         },
         1,
     );
-    let mut one = setup.runner("state-one", &["--once"]);
-    one.wait_for("Applying");
-    let mut two = setup.runner("state-two", &["--once"]);
-    two.wait_for("Waiting for another runner to finish applying to this hub.");
-    assert_eq!(one.exit_code(), Some(0));
-    assert_eq!(two.exit_code(), Some(0));
-    let (log_one, log_two) = (one.log(), two.log());
-    assert!(log_one.contains("Applied"), "{log_one}");
+    let before: Vec<u64> = setup
+        .hub
+        .twins()
+        .values()
+        .map(|twin| twin["version"].as_u64().unwrap())
+        .collect();
+    let mut crashed = setup.runner("state-one", &["--once"]);
+    crashed.wait_for("Applying");
+    crashed.child.kill().unwrap();
+    let _ = crashed.child.wait();
+    let mut next = setup.runner("state-two", &["--once"]);
+    next.wait_for("Applied");
+    assert_eq!(next.exit_code(), Some(0), "{}", next.log());
     assert!(
-        log_two.contains("is in effect: no changes."),
-        "the second runner found the first one's work done: {log_two}"
+        !next.log().contains("Waiting"),
+        "the kernel freed the lock: {}",
+        next.log()
     );
-    let applied_at = one
-        .seen
-        .iter()
-        .find(|(_, line)| line.starts_with("Applied"))
-        .unwrap()
-        .0;
-    let waited_at = two
-        .seen
-        .iter()
-        .find(|(_, line)| line.contains("is in effect"))
-        .unwrap()
-        .0;
-    assert!(
-        waited_at >= applied_at,
-        "the second runner planned only after the first applied"
-    );
+    for (twin, version) in setup.hub.twins().values().zip(&before) {
+        assert_eq!(
+            twin["version"].as_u64().unwrap(),
+            version + 2,
+            "each twin written once"
+        );
+    }
 }

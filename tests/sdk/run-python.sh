@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Official-SDK conformance check of the emulator (`twinops hub serve`) with the
-# Python service SDK azure-iot-hub. Needs the release binary:
+# Python service SDK azure-iot-hub. Needs a twinops binary (TWINOPS_BIN, default the release one):
 #
 #   cargo build --release && tests/sdk/run-python.sh
 #
@@ -23,4 +23,4 @@ fi
   --only-binary=:all: -r tests/sdk/requirements.txt
 
 exec "$venv/bin/python" tests/sdk/python_conformance.py \
-  --twinops target/release/twinops --seed examples/demo-fleet.ndjson "$@"
+  --twinops "${TWINOPS_BIN:-target/release/twinops}" --seed examples/demo-fleet.ndjson "$@"
