@@ -7,11 +7,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::apply::{self, ApplyReport};
 use crate::command::environment::{self, Seed, block_on};
 use crate::command::plan::{Planned, make};
-use crate::command::{Failure, Io, written};
+use crate::command::{Failure, Io, git_failure, written};
 use crate::config::{Config, operational};
 use crate::diag::{Diagnostic, Diagnostics, Severity, SourceMap};
 use crate::exit::ExitStatus;
-use crate::gitops::{CommitInfo, GitError, Repository};
+use crate::gitops::{CommitInfo, Repository};
 use crate::hub::{AnyHub, Hub};
 use crate::load;
 use crate::plan::{Plan, saved};
@@ -132,15 +132,14 @@ fn read_saved(config: &Config, path: &Path, hub: &AnyHub) -> Result<Plan, Failur
 /// The repository, once it is clear that the policies, schemas and project
 /// file in the work tree are committed (or `--allow-dirty` says to go on).
 fn committed_only(config: &Config, allow_dirty: bool) -> Result<Repository, Failure> {
-    let git = |error: &GitError| Failure::new(Diagnostic::from_error(error, Severity::Error));
-    let repository = Repository::discover(&config.root).map_err(|error| git(&error))?;
+    let repository = Repository::discover(&config.root).map_err(|error| git_failure(&error))?;
     let mut paths: Vec<&Path> = vec![&config.policies, &config.project_file];
     if let Some(schemas) = &config.schemas {
         paths.push(schemas);
     }
     let uncommitted = repository
         .uncommitted(&paths)
-        .map_err(|error| git(&error))?;
+        .map_err(|error| git_failure(&error))?;
     if !uncommitted.is_empty() && !allow_dirty {
         return Err(Failure::new(operational(
             format!(
@@ -164,7 +163,6 @@ fn record(
     push_notes: Option<&str>,
     io: &mut Io<'_>,
 ) -> Result<(), Failure> {
-    let git = |error: &GitError| Failure::new(Diagnostic::from_error(error, Severity::Error));
     let note = crate::gitops::ApplyNote {
         environment: config.environment.clone(),
         hub: hub.identity(),
@@ -179,11 +177,13 @@ fn record(
         failed: report.count(|outcome| matches!(outcome, apply::Outcome::Failed { .. })),
     };
     if let Some(remote) = push_notes {
-        repository.sync_notes(remote).map_err(|error| git(&error))?;
+        repository
+            .sync_notes(remote)
+            .map_err(|error| git_failure(&error))?;
     }
     repository
         .add_note(&commit.id, &note.line())
-        .map_err(|error| git(&error))?;
+        .map_err(|error| git_failure(&error))?;
     let _ = writeln!(
         io.err,
         "Recorded the apply on {} in `{}`.",
@@ -191,7 +191,9 @@ fn record(
         crate::gitops::NOTES_REF
     );
     if let Some(remote) = push_notes {
-        repository.push_notes(remote).map_err(|error| git(&error))?;
+        repository
+            .push_notes(remote)
+            .map_err(|error| git_failure(&error))?;
         let _ = writeln!(
             io.err,
             "Pushed `{}` to `{remote}`.",

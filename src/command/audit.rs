@@ -10,28 +10,17 @@ use std::path::Path;
 
 use crate::cli::{Command, OutputFormat};
 use crate::command::environment::{self, Seed, block_on};
-use crate::command::{Failure, Io, load_project, read_fleet, written};
+use crate::command::{Failure, Io, committed, git_failure, load_project, read_fleet, written};
 use crate::compile::{self, DesiredFleet};
-use crate::config::{Config, ConfigFailure, operational};
-use crate::diag::{Diagnostic, Diagnostics, Severity, SourceMap};
+use crate::config::{Config, operational};
+use crate::diag::{Diagnostics, Severity, SourceMap};
 use crate::exit::ExitStatus;
 use crate::fleet::Fleet;
 use crate::gitops::audit::{self, Entry};
-use crate::gitops::{CommitInfo, GitError, Repository};
+use crate::gitops::{CommitInfo, Repository};
 use crate::hub::Hub;
 use crate::render;
 use crate::validate::PolicySet;
-
-fn git_failure(error: &GitError) -> Failure {
-    Failure::new(Diagnostic::from_error(error, Severity::Error))
-}
-
-fn config_failure(failure: ConfigFailure) -> Failure {
-    match failure {
-        ConfigFailure::Operational(diagnostic) => diagnostic,
-        ConfigFailure::Invalid(invalid) => Failure::new(invalid.0),
-    }
-}
 
 /// The fleet the audit compiles over: `--fleet`, the project's snapshot,
 /// or the environment's hub.
@@ -206,14 +195,7 @@ fn blame(
     io: &mut Io<'_>,
 ) -> Result<ExitStatus, Failure> {
     let repository = Repository::discover(&config.root).map_err(|error| git_failure(&error))?;
-    let head_config = match &config.revision {
-        Some(_) => config.clone(),
-        None => config.at_revision("HEAD").map_err(config_failure)?,
-    };
-    let head: CommitInfo = head_config
-        .revision
-        .clone()
-        .ok_or_else(|| Failure::new(operational("no head revision".to_owned(), None)))?;
+    let (head_config, head) = committed(config)?;
     let project = load_project(&head_config, sources, diags)?;
     let fleet = if let Some(path) = options.fleet {
         read_fleet(config, path)?

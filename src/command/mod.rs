@@ -204,6 +204,29 @@ pub(super) fn load_project(
     Ok(Project { schemas, policies })
 }
 
+/// A git failure as an operational one.
+fn git_failure(error: &crate::gitops::GitError) -> Failure {
+    Failure::new(Diagnostic::from_error(error, crate::diag::Severity::Error))
+}
+
+/// The project as committed: at `--rev`, else at `HEAD`, with that commit.
+fn committed(config: &Config) -> Result<(Config, CommitInfo), Failure> {
+    let at = match &config.revision {
+        Some(_) => config.clone(),
+        None => config
+            .at_revision("HEAD")
+            .map_err(|failure| match failure {
+                crate::config::ConfigFailure::Operational(diagnostic) => diagnostic,
+                crate::config::ConfigFailure::Invalid(invalid) => Failure::new(invalid.0),
+            })?,
+    };
+    let head = at
+        .revision
+        .clone()
+        .ok_or_else(|| Failure::new(operational("no commit to read".to_owned(), None)))?;
+    Ok((at, head))
+}
+
 /// The files under `dir` at `revision`, from git objects; `None` when
 /// `dir` does not exist there.
 fn at_revision(
@@ -214,7 +237,7 @@ fn at_revision(
 ) -> Result<Option<Vec<SourceFile>>, Failure> {
     Repository::discover(&config.root)
         .and_then(|repository| repository.read_dir(&revision.id, dir, extensions))
-        .map_err(|error| Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error)))
+        .map_err(|error| git_failure(&error))
 }
 
 fn add_all(sources: &mut SourceMap, files: Vec<SourceFile>) -> Vec<FileId> {

@@ -7,10 +7,12 @@ use std::path::Path;
 
 use crate::cli::{Command, PlanFormat};
 use crate::command::environment::{self, Seed, block_on};
-use crate::command::{Failure, Io, Project, load_project, read_fleet, written};
+use crate::command::{
+    Failure, Io, Project, committed, git_failure, load_project, read_fleet, written,
+};
 use crate::compile;
 use crate::config::Config;
-use crate::diag::{Diagnostic, Diagnostics, Severity, SourceMap};
+use crate::diag::{Diagnostics, SourceMap};
 use crate::exit::ExitStatus;
 use crate::fleet::Fleet;
 use crate::gitops::Repository;
@@ -61,20 +63,8 @@ fn preview(
     diags: &mut Diagnostics,
     io: &mut Io<'_>,
 ) -> Result<ExitStatus, Failure> {
-    let git_failure = |error: &crate::gitops::GitError| {
-        Failure::new(Diagnostic::from_error(error, Severity::Error))
-    };
     let repository = Repository::discover(&config.root).map_err(|error| git_failure(&error))?;
-    let head_config = match &config.revision {
-        Some(_) => config.clone(),
-        None => config.at_revision("HEAD").map_err(config_failure)?,
-    };
-    let head = head_config.revision.clone().ok_or_else(|| {
-        Failure::new(crate::config::operational(
-            "no head revision".to_owned(),
-            None,
-        ))
-    })?;
+    let (head_config, head) = committed(config)?;
     let base = repository
         .merge_base(options.base, &head.id)
         .map_err(|error| git_failure(&error))?;
@@ -143,13 +133,6 @@ fn preview(
     } else {
         ExitStatus::Success
     })
-}
-
-fn config_failure(failure: crate::config::ConfigFailure) -> Failure {
-    match failure {
-        crate::config::ConfigFailure::Operational(diagnostic) => diagnostic,
-        crate::config::ConfigFailure::Invalid(invalid) => Failure::new(invalid.0),
-    }
 }
 
 /// A plan of `project`'s compiled policies against `fleet`, made offline.

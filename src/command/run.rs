@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::apply::{self, Outcome};
 use crate::cli::RunArgs;
 use crate::command::environment::{self, Seed};
-use crate::command::{Failure, Io, load_project};
+use crate::command::{Failure, Io, git_failure, load_project};
 use crate::compile;
 use crate::config::{Config, ConfigFailure, operational, secret_from_env};
 use crate::diag::{Diagnostics, SourceMap};
@@ -68,20 +68,14 @@ fn say(out: &mut dyn Write, line: &str) {
 }
 
 async fn follow(config: &Config, args: &RunArgs, io: &mut Io<'_>) -> Result<ExitStatus, Failure> {
-    let git = |error: crate::gitops::GitError| {
-        Failure::new(crate::diag::Diagnostic::from_error(
-            &error,
-            crate::diag::Severity::Error,
-        ))
-    };
     std::fs::create_dir_all(&args.state).map_err(|error| {
         Failure::new(operational(
             format!("cannot create `{}`: {error}", args.state.display()),
             None,
         ))
     })?;
-    let repository =
-        Repository::clone_or_open(&args.repo, &args.state.join("repo.git")).map_err(git)?;
+    let repository = Repository::clone_or_open(&args.repo, &args.state.join("repo.git"))
+        .map_err(|error| git_failure(&error))?;
     // One state per environment: runners for two environments share the
     // clone but not what they applied.
     let state_file = args
