@@ -1,16 +1,19 @@
 //! `twinops apply [PLAN]`: apply a saved plan, or plan, confirm and apply.
 
+use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::apply::{self, ApplyReport};
 use crate::command::environment::{self, Seed, block_on};
 use crate::command::plan::{Planned, make};
-use crate::command::{Failure, Io, git_failure, written};
+use crate::command::{Failure, Io, default_lock_dir, git_failure, written};
 use crate::config::{Config, operational};
 use crate::diag::{Diagnostic, Diagnostics, Severity, SourceMap};
 use crate::exit::ExitStatus;
+use crate::gitops::runner::{Lock, lock_path};
 use crate::gitops::{CommitInfo, Repository};
 use crate::hub::{AnyHub, Hub};
 use crate::load;
@@ -92,7 +95,7 @@ pub(super) fn run(
         }
         (plan, hub, concurrency)
     };
-    let report = execute(config, &plan, &hub, concurrency)?;
+    let report = execute(config, &plan, &hub, concurrency, io.err)?;
     written(render::report_human(io.out, &report))?;
     if let (Some(repository), Some(commit)) = (&repository, &config.revision) {
         record(
@@ -223,12 +226,16 @@ fn confirmed(config: &Config, io: &mut Io<'_>) -> Result<bool, Failure> {
     Ok(answer.trim() == "yes")
 }
 
+/// Applies `plan`, holding the hub's lock (the one `twinops run` takes) so
+/// that an apply and a runner on this machine never write at once.
 fn execute(
     config: &Config,
     plan: &Plan,
     hub: &AnyHub,
     concurrency: usize,
+    err: &mut dyn Write,
 ) -> Result<ApplyReport, Failure> {
+    let lock_path = lock_path(&default_lock_dir(), &hub.identity().id);
     let bar = if config.terminal.progress {
         ProgressBar::with_draw_target(
             Some(plan.changes.len() as u64),
@@ -241,7 +248,19 @@ fn execute(
         bar.set_style(style);
     }
     let mut progress = |done: usize| bar.set_position(done as u64);
-    let report = block_on(apply::execute(plan, hub, concurrency, &mut progress))?;
+    let report = block_on(async {
+        let lock = Lock::acquire(&lock_path, &AtomicBool::new(false), || {
+            let _ = writeln!(err, "Waiting for another apply to this hub to finish.");
+        })
+        .await;
+        match lock {
+            Ok(_held) => Ok(apply::execute(plan, hub, concurrency, &mut progress).await),
+            Err(error) => Err(Failure::new(operational(
+                format!("cannot lock `{}`: {error}", lock_path.display()),
+                None,
+            ))),
+        }
+    })??;
     bar.finish_and_clear();
     Ok(report)
 }

@@ -204,6 +204,12 @@ pub(super) fn load_project(
     Ok(Project { schemas, policies })
 }
 
+/// Where applies and runners on this machine lock each hub unless told
+/// otherwise.
+fn default_lock_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("twinops-locks")
+}
+
 /// A git failure as an operational one.
 fn git_failure(error: &crate::gitops::GitError) -> Failure {
     Failure::new(Diagnostic::from_error(error, crate::diag::Severity::Error))

@@ -122,7 +122,7 @@ async fn follow(config: &Config, args: &RunArgs, io: &mut Io<'_>) -> Result<Exit
         lock_dir: args
             .lock_dir
             .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("twinops-locks")),
+            .unwrap_or_else(super::default_lock_dir),
     };
     loop {
         runner.failed = false;

@@ -852,6 +852,30 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_the_key_or_a_token() {
+        let key = "dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleTEyMzQ=";
+        let settings = Settings {
+            connection: format!("HostName=localhost:1;SharedAccessKeyName=o;SharedAccessKey={key}")
+                .parse()
+                .unwrap(),
+            tier: Tier::S1,
+            units: 1,
+            ca_file: None,
+            scheme: Scheme::Http,
+            retry: Retry::default(),
+            timeout: Duration::from_secs(1),
+        };
+        let hub = RestHub::connect(&settings).unwrap();
+        let token = hub.authorization().unwrap();
+        assert!(token.is_sensitive());
+        for shown in [format!("{settings:?}"), format!("{hub:?}")] {
+            assert!(!shown.contains(key), "{shown}");
+            assert!(!shown.contains("SharedAccessSignature sr="), "{shown}");
+            assert!(!shown.contains("sig="), "{shown}");
+        }
+    }
+
+    #[test]
     fn module_ids_come_from_the_twin() {
         let module = serde_json::json!({"deviceId": "d", "moduleId": "m"});
         assert_eq!(twin_id(&module).unwrap().module_id.as_deref(), Some("m"));

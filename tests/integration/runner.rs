@@ -497,3 +497,46 @@ fn a_runner_killed_mid_apply_leaves_no_lock_behind_and_the_next_one_converges() 
         );
     }
 }
+
+#[test]
+fn an_apply_waits_while_a_runner_holds_the_hubs_lock() {
+    let project = Project::with_fleet(
+        "runner-apply-lock",
+        &generated_fleet(3),
+        &telemetry_policies(30),
+    );
+    let _ = project.snapshot();
+    let hub = twinops::hub::local::LocalHub::open(&project.path("hub.db")).unwrap();
+    let id = twinops::hub::Hub::identity(&hub).id;
+    drop(hub);
+    let path = lock_path(&std::env::temp_dir().join("twinops-locks"), &id);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let held = runtime
+        .block_on(Lock::acquire(&path, &AtomicBool::new(false), || {}))
+        .unwrap();
+    let mut apply = project
+        .command(&["apply", "--auto-approve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(apply.stderr.take().unwrap()).lines();
+    let waiting = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("Waiting for another apply to this hub to finish."));
+    assert!(waiting.is_some(), "the apply waits for the lock");
+    assert!(
+        project
+            .twins()
+            .values()
+            .all(|twin| twin["properties"]["desired"].get("telemetry").is_none()),
+        "nothing written while the lock is held"
+    );
+    drop(held);
+    let status = apply.wait().unwrap();
+    assert!(status.success());
+    project.assert_converged();
+}
