@@ -255,17 +255,24 @@ fn read<T>(result: Result<T, load::LoadError>) -> Result<T, Failure> {
         .map_err(|error| Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error)))
 }
 
-/// Reads a fleet snapshot: with `--rev`, the project's snapshot as it is
-/// at that revision when git has it there, else the file on disk.
+/// Reads a fleet snapshot: with `--rev`, the project's own snapshot (or a
+/// seed) as it is at that revision when git has it there, else the file on
+/// disk.
 fn read_fleet(config: &Config, path: &Path) -> Result<Fleet, Failure> {
     let shown = load::display_path(&config.root, path);
+    // Only the project's own snapshot and seeds are committed files; a
+    // `--fleet FILE` is always the file on disk.
+    let project_file = config.fleet.as_deref() == Some(path)
+        || config.environments.values().any(|environment| {
+            matches!(&environment.hub, crate::config::HubLocation::Local { seed: Some(seed), .. } if seed == path)
+        });
     let committed = match &config.revision {
-        Some(revision) => Repository::discover(&config.root)
+        Some(revision) if project_file => Repository::discover(&config.root)
             .and_then(|repository| repository.read_file(&revision.id, path))
             .map_err(|error| {
                 Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error))
             })?,
-        None => None,
+        _ => None,
     };
     let fleet = match committed {
         Some(file) => snapshot::parse(&file.path, &file.text),
