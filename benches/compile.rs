@@ -13,6 +13,7 @@
     reason = "a benchmark prints its figures and fails loudly"
 )]
 
+#[allow(dead_code, reason = "fleet states serve the plan benchmark")]
 mod fleetgen;
 mod measure;
 

@@ -19,6 +19,7 @@
     reason = "a benchmark prints its figures and fails loudly"
 )]
 
+#[allow(dead_code, reason = "fleet states serve the plan benchmark")]
 mod fleetgen;
 #[allow(dead_code, reason = "the medians serve the other benchmarks")]
 mod measure;

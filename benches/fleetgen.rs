@@ -4,6 +4,9 @@
 //! reported agent version and an `azureiotsecurity` module twin; policies
 //! overlap on tags, reported properties and status with distinct priorities
 //! wherever their targets can meet, so the set compiles without conflicts.
+//! Module twins carry the agent's full configuration (about 2 KB a device);
+//! [`in_states`] configures a share of the fleet with the policies first,
+//! drifting and lagging some of it, as a fleet under twinops looks.
 
 use std::fmt::Write as _;
 
@@ -27,6 +30,25 @@ const MODELS: [&str; 10] = [
 const RINGS: [&str; 3] = ["canary", "early", "broad"];
 const VERSIONS: [&str; 4] = ["0.0.3", "0.0.4", "0.0.5", "0.0.6"];
 
+/// Every setting of the agent configuration at its default, as the module
+/// twin carries it (`reference/security-module-twin.md`).
+const FULL_CONFIGURATION: &str = concat!(
+    r#"{"highPriorityMessageFrequency":{"value":"PT7M"},"lowPriorityMessageFrequency":{"value":"PT5H"},"#,
+    r#""snapshotFrequency":{"value":"PT13H"},"maxLocalCacheSizeInBytes":{"value":2560000},"#,
+    r#""maxMessageSizeInBytes":{"value":204800},"baselineCustomChecksEnabled":{"value":false},"#,
+    r#""eventPriorityConnectedHardware":{"value":"Low"},"eventPriorityListeningPorts":{"value":"High"},"#,
+    r#""eventPriorityProcessCreate":{"value":"Low"},"eventPriorityProcessTerminate":{"value":"Low"},"#,
+    r#""eventPrioritySystemInformation":{"value":"Low"},"eventPriorityLocalUsers":{"value":"High"},"#,
+    r#""eventPriorityLogin":{"value":"High"},"eventPriorityConnectionCreate":{"value":"Low"},"#,
+    r#""eventPriorityFirewallConfiguration":{"value":"Low"},"eventPriorityOSBaseline":{"value":"Low"},"#,
+    r#""eventPriorityDiagnostic":{"value":"Low"},"eventPriorityConfigurationError":{"value":"Low"},"#,
+    r#""eventPriorityDroppedEventsStatistics":{"value":"Low"},"eventPriorityMessageStatistics":{"value":"Low"},"#,
+    r#""eventPriorityOperational":{"value":"High"},"aggregationEnabledProcessCreate":{"value":true},"#,
+    r#""aggregationIntervalProcessCreate":{"value":"PT1H"},"aggregationEnabledConnectionCreate":{"value":true},"#,
+    r#""aggregationIntervalConnectionCreate":{"value":"PT1H"},"aggregationEnabledProcessTerminate":{"value":true},"#,
+    r#""aggregationIntervalProcessTerminate":{"value":"PT1H"}}"#
+);
+
 /// xorshift64*: small, fast, deterministic.
 pub(crate) struct Rng(u64);
 
@@ -42,6 +64,15 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// A number in [0, 1).
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a uniform draw needs no more than 53 bits"
+    )]
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1_u64 << 53) as f64
+    }
+
     pub(crate) fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         let at = usize::try_from(self.next() % items.len() as u64).unwrap_or(0);
         items.get(at).copied().unwrap_or_default()
@@ -51,7 +82,7 @@ impl Rng {
 /// NDJSON snapshot text of `devices` devices with their module twins.
 pub(crate) fn fleet(devices: usize, seed: u64) -> String {
     let mut rng = Rng::new(seed);
-    let mut out = String::with_capacity(devices * 1200);
+    let mut out = String::with_capacity(devices * 2200);
     for index in 0..devices {
         let environment = rng.pick(&ENVIRONMENTS);
         let site = rng.pick(&SITES);
@@ -72,9 +103,11 @@ pub(crate) fn fleet(devices: usize, seed: u64) -> String {
             k = rng.next() % 90,
         );
         if !rng.next().is_multiple_of(20) {
+            // The full agent configuration, as a tool that wrote it whole
+            // leaves it: about 2 KB for the device and its module twin.
             let _ = writeln!(
                 out,
-                r#"{{"deviceId":"{id}","moduleId":"azureiotsecurity","etag":"AAAAAAAAAAI=","version":4,"properties":{{"desired":{{"{SEC}":{{"highPriorityMessageFrequency":{{"value":"PT7M"}},"lowPriorityMessageFrequency":{{"value":"PT5H"}},"snapshotFrequency":{{"value":"PT13H"}},"eventPriorityLogin":{{"value":"High"}}}},"$metadata":{{"$lastUpdated":"2026-01-01T00:00:00Z"}},"$version":2}},"reported":{{"{SEC}":{{"highPriorityMessageFrequency":{{"value":"PT7M"}},"eventPriorityLogin":{{"value":"high"}}}},"$metadata":{{"$lastUpdated":"2026-01-01T00:00:00Z"}},"$version":2}}}}}}"#
+                r#"{{"deviceId":"{id}","moduleId":"azureiotsecurity","etag":"AAAAAAAAAAI=","version":4,"properties":{{"desired":{{"{SEC}":{FULL_CONFIGURATION},"$metadata":{{"$lastUpdated":"2026-01-01T00:00:00Z"}},"$version":2}},"reported":{{"{SEC}":{FULL_CONFIGURATION},"$metadata":{{"$lastUpdated":"2026-01-01T00:00:00Z"}},"$version":2}}}}}}"#
             );
         }
     }
@@ -200,6 +233,84 @@ pub(crate) fn policies(count: usize, devices: usize, seed: u64) -> String {
                 minutes(1 + (exception as u64 % 5)),
             )],
         );
+    }
+    out
+}
+
+/// Shares of the twins a policy set would change, by the state they are in.
+pub(crate) struct States {
+    /// Already configured by twinops: the plan applied, tags and all.
+    pub(crate) configured: f64,
+    /// Of those, changed since behind twinops' back.
+    pub(crate) drifted: f64,
+    /// Of those, not yet reported back by the device.
+    pub(crate) lagging: f64,
+}
+
+/// `fleet` with a share of the twins `policies` target already configured,
+/// some of those drifted and some lagging in reported; the rest as they
+/// were (unconfigured, or without the module).
+pub(crate) fn in_states(
+    fleet: &twinops::fleet::Fleet,
+    project: (
+        &twinops::diag::SourceMap,
+        &twinops::schema::SchemaSet,
+        &twinops::validate::PolicySet,
+    ),
+    states: &States,
+    seed: u64,
+) -> twinops::fleet::Fleet {
+    use twinops::plan::{self, Context, Origin};
+    let (sources, schemas, policies) = project;
+    let mut diags = twinops::diag::Diagnostics::new();
+    let desired = twinops::compile::fleet(policies, schemas, fleet, &mut diags);
+    let context = Context {
+        origin: Origin {
+            hub: None,
+            policy_set: plan::policy_set_digest(policies, schemas),
+            commit: None,
+        },
+        create_modules: false,
+    };
+    let mut configured = plan::diff(&desired, fleet, policies, schemas, sources, &context);
+    let mut rng = Rng::new(seed ^ 0x0057_a7e5);
+    configured
+        .changes
+        .retain(|_| rng.unit() < states.configured);
+    let mut out = plan::applied(&configured, fleet);
+    for twin in &configured.changes {
+        let Some(device) = out
+            .devices
+            .binary_search_by(|device| device.id().cmp(&twin.device_id))
+            .ok()
+            .and_then(|at| out.devices.get_mut(at))
+        else {
+            continue;
+        };
+        let target = match &twin.module_id {
+            Some(module) => device.modules.get_mut(module),
+            None => Some(&mut device.twin),
+        };
+        let Some(target) = target else { continue };
+        let draw = rng.unit();
+        let json = &mut target.json;
+        if draw < states.drifted {
+            if let Some(login) = json.pointer_mut(&format!(
+                "/properties/desired/{SEC}/eventPriorityLogin/value"
+            )) {
+                let flipped = if login == "High" { "Low" } else { "High" };
+                *login = serde_json::Value::from(flipped);
+            }
+        } else if draw >= states.drifted + states.lagging {
+            // Caught up: the agent reports what it was given.
+            let wanted = json.pointer(&format!("/properties/desired/{SEC}")).cloned();
+            let reported = json
+                .pointer_mut("/properties/reported")
+                .and_then(serde_json::Value::as_object_mut);
+            if let (Some(wanted), Some(reported)) = (wanted, reported) {
+                reported.insert(SEC.to_owned(), wanted);
+            }
+        }
     }
     out
 }

@@ -30,12 +30,20 @@ const RUNS: usize = 3;
 
 fn main() {
     let (devices, policy_count) = measure::sizes();
-    let text = fleetgen::fleet(devices, 42);
     let yaml = fleetgen::policies(policy_count, devices, 42);
-
     let (sources, schemas, policies) = measure::policies(yaml);
+    // A fleet under twinops: most twins configured, a few drifted or lagging.
+    let generated = snapshot::parse("bench.ndjson", &fleetgen::fleet(devices, 42)).unwrap();
+    let states = fleetgen::States {
+        configured: 0.8,
+        drifted: 0.02,
+        lagging: 0.05,
+    };
+    let fleet = fleetgen::in_states(&generated, (&sources, &schemas, &policies), &states, 42);
+    let mut bytes = Vec::new();
+    snapshot::write(&fleet, &mut bytes).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
     let baseline = measure::parse_baseline(RUNS, &text);
-    let fleet = snapshot::parse("bench.ndjson", &text).unwrap();
     let directory = std::env::temp_dir().join(format!("twinops-bench-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
     let (import, hub) = median(RUNS, || {
