@@ -102,7 +102,7 @@ pub fn blame_human(out: &mut dyn Write, blame: &Blame<'_>) -> std::io::Result<()
             Some(commit) => writeln!(
                 out,
                 "  {twin}: last applied from commit {}",
-                &commit[..commit.len().min(12)]
+                commit.chars().take(12).collect::<String>()
             )?,
             None => writeln!(out, "  {twin}: no commit stamped")?,
         }
