@@ -35,6 +35,7 @@ fn main() {
     let (_, schemas, policies) = measure::policies(yaml);
     assert_eq!(policies.policies.len(), policy_count);
     let baseline = measure::parse_baseline(RUNS, &text);
+    let floor = measure::parse_floor(RUNS, &text);
     let (parse, fleet) = median(RUNS, || snapshot::parse("bench.ndjson", &text).unwrap());
     let (compiled, desired) = median(RUNS, || {
         let mut diags = Diagnostics::new();
@@ -59,6 +60,11 @@ fn main() {
     println!(
         "  baseline: serde_json::Value per line  {:>8.3} s  1.00x",
         baseline.as_secs_f64()
+    );
+    println!(
+        "  floor: syntax only (IgnoredAny) per line  {:>8.3} s  {:.2}x",
+        floor.as_secs_f64(),
+        ratio(floor)
     );
     println!(
         "  snapshot::parse (fleet)              {:>8.3} s  {:.2}x",

@@ -53,6 +53,22 @@ pub(crate) fn parse_baseline(runs: usize, snapshot: &str) -> Duration {
     .0
 }
 
+/// The time to check every line of `snapshot` is JSON without building
+/// anything (`serde::de::IgnoredAny`): the floor for any JSON reader.
+pub(crate) fn parse_floor(runs: usize, snapshot: &str) -> Duration {
+    median(runs, || {
+        let mut parsed = 0;
+        for line in snapshot.lines() {
+            std::hint::black_box(
+                serde_json::from_str::<serde::de::IgnoredAny>(line).expect("generated JSON"),
+            );
+            parsed += 1;
+        }
+        parsed
+    })
+    .0
+}
+
 /// Policies from YAML text, validated against the bundled schemas.
 pub(crate) fn policies(yaml: String) -> (SourceMap, SchemaSet, PolicySet) {
     let mut sources = SourceMap::new();

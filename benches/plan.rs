@@ -44,6 +44,7 @@ fn main() {
     snapshot::write(&fleet, &mut bytes).unwrap();
     let text = String::from_utf8(bytes).unwrap();
     let baseline = measure::parse_baseline(RUNS, &text);
+    let floor = measure::parse_floor(RUNS, &text);
     let directory = std::env::temp_dir().join(format!("twinops-bench-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
     let (import, hub) = median(RUNS, || {
@@ -87,6 +88,11 @@ fn main() {
     println!(
         "  baseline: serde_json::Value per snapshot line  {:>8.3} s  1.00x",
         baseline.as_secs_f64()
+    );
+    println!(
+        "  floor: syntax only (IgnoredAny) per line  {:>8.3} s  {:.2}x",
+        floor.as_secs_f64(),
+        ratio(floor)
     );
     println!(
         "  local hub import (one transaction)            {:>8.3} s  {:.2}x",
