@@ -2,8 +2,9 @@
 //! cut off by closing the connection, for testing clients against a hub
 //! that misbehaves as real ones do. Seeded, so a test run repeats.
 //!
-//! Spec: `429=0.05,503=0.05,drop=0.05,delay=0.1` (shares of requests, which
-//! add up to at most 1); `delay=0.1:500` delays by 500 ms (default 250).
+//! Spec: `429=0.05,503=0.05,quota=0.01,drop=0.05,delay=0.1` (shares of
+//! requests, which add up to at most 1; `quota` answers 403002, the daily
+//! quota); `delay=0.1:500` delays by 500 ms (default 250).
 
 use std::collections::VecDeque;
 use std::str::FromStr;
@@ -19,6 +20,8 @@ pub enum Fault {
     Throttle,
     /// Answered 503 `ServiceUnavailable` without being served.
     Unavailable,
+    /// Answered 403 `IotHubQuotaExceeded` (the daily message quota).
+    QuotaExceeded,
     /// Served after a delay.
     Delay(Duration),
     /// The connection is closed without an answer; when `after_serving`,
@@ -34,6 +37,7 @@ pub enum Fault {
 pub struct Faults {
     throttle: f64,
     unavailable: f64,
+    quota: f64,
     drop: f64,
     delay: f64,
     delay_by: Duration,
@@ -69,7 +73,7 @@ impl Faults {
     /// Whether any fault is configured.
     #[must_use]
     pub fn any(&self) -> bool {
-        self.throttle + self.unavailable + self.drop + self.delay > 0.0
+        self.throttle + self.unavailable + self.quota + self.drop + self.delay > 0.0
     }
 
     /// Draws the fault for the next request.
@@ -100,6 +104,10 @@ impl Faults {
         bound += self.unavailable;
         if draw < bound {
             return Fault::Unavailable;
+        }
+        bound += self.quota;
+        if draw < bound {
+            return Fault::QuotaExceeded;
         }
         bound += self.drop;
         if draw < bound {
@@ -150,6 +158,7 @@ impl FromStr for Faults {
             match kind {
                 "429" => faults.throttle = share,
                 "503" => faults.unavailable = share,
+                "quota" => faults.quota = share,
                 "drop" => faults.drop = share,
                 "delay" => {
                     faults.delay = share;
@@ -159,12 +168,14 @@ impl FromStr for Faults {
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault `{other}`: expected 429, 503, drop or delay"
+                        "unknown fault `{other}`: expected 429, 503, quota, drop or delay"
                     ));
                 }
             }
         }
-        if faults.throttle + faults.unavailable + faults.drop + faults.delay > 1.0 + 1e-9 {
+        if faults.throttle + faults.unavailable + faults.quota + faults.drop + faults.delay
+            > 1.0 + 1e-9
+        {
             return Err("the shares of all faults add up to more than 1".to_owned());
         }
         Ok(faults)
@@ -209,7 +220,7 @@ mod tests {
             let slot = match faults.draw() {
                 Fault::None => 0,
                 Fault::Throttle => 1,
-                Fault::Unavailable => 2,
+                Fault::Unavailable | Fault::QuotaExceeded => 2,
                 Fault::Drop { .. } => 3,
                 Fault::Delay(_) => 4,
             };

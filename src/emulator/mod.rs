@@ -347,6 +347,12 @@ async fn handle(
                 "The service is unavailable (injected fault).",
             ));
         }
+        Fault::QuotaExceeded => {
+            return Ok(routes::error(
+                wire::QUOTA_EXCEEDED,
+                "Total number of messages on IotHub exceeded the allocated quota (injected fault).",
+            ));
+        }
         Fault::Delay(delay) => tokio::time::sleep(delay).await,
         Fault::Drop {
             after_serving: false,

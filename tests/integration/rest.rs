@@ -333,6 +333,32 @@ fn an_apply_under_injected_faults_converges_without_writing_a_twin_twice() {
 }
 
 #[test]
+fn a_used_up_daily_quota_is_reported_at_once_and_not_retried() {
+    let project = Project::with_fleet("rest-quota", &generated_fleet(3), &telemetry_policies(30));
+    let emulator = Emulator::start(
+        &project,
+        Options {
+            faults: Faults::scripted([Fault::QuotaExceeded]),
+            ..Options::default()
+        },
+    );
+    let client = emulator.client();
+    let id = TwinId {
+        device_id: "dev-0000".to_owned(),
+        module_id: None,
+    };
+    match emulator.runtime.block_on(client.twin(&id)) {
+        Err(HubError::QuotaExceeded { host }) => assert!(host.starts_with("localhost:")),
+        other => panic!("expected the quota error, got {other:?}"),
+    }
+    // Not retried: the next request is served normally.
+    let twin = emulator.runtime.block_on(client.twin(&id)).unwrap();
+    assert_eq!(twin.device_id, "dev-0000");
+    let refused = emulator.run(&project, &["plan", "--env", "emu"]);
+    assert_eq!(refused.code, Some(0), "one fault only: {refused}");
+}
+
+#[test]
 fn bad_signatures_are_refused_with_a_clear_error() {
     let project = Project::with_fleet("rest-sas", &generated_fleet(3), &telemetry_policies(30));
     let emulator = Emulator::start(&project, Options::default());
