@@ -261,7 +261,7 @@ pub struct ServeArgs {
     /// The largest query page.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub page_size: usize,
-    /// Shares of requests to fail: `429=0.05,503=0.05,drop=0.05,delay=0.1[:MS]`.
+    /// Shares of requests to fail: `429=0.05,503=0.05,quota=0.01,drop=0.05,delay=0.1[:MS]`.
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
     /// Seed of the fault draws, to repeat a run.
