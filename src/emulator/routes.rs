@@ -628,17 +628,23 @@ async fn get_device(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    either(
-        async {
-            admit(&state, &uri, &headers, registry_read, Operation::Registry).await?;
-            let id = device_twin_id(id);
-            let twin = blocking(&state, move |hub| hub.read_twin(&id))
-                .await?
-                .map_err(|failure| hub_error(&failure))?;
-            Ok(ok(&device_identity(&twin.json)))
-        }
-        .await,
-    )
+    let id = device_twin_id(id);
+    either(identity(&state, &uri, &headers, id, device_identity).await)
+}
+
+/// A registry read of one identity: the twin, as a device or module identity.
+async fn identity(
+    state: &Arc<State>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    id: TwinId,
+    shape: fn(&Value) -> Value,
+) -> Handled {
+    admit(state, uri, headers, registry_read, Operation::Registry).await?;
+    let twin = blocking(state, move |hub| hub.read_twin(&id))
+        .await?
+        .map_err(|failure| hub_error(&failure))?;
+    Ok(ok(&shape(&twin.json)))
 }
 
 async fn list_modules(
@@ -683,17 +689,8 @@ async fn get_module(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    either(
-        async {
-            admit(&state, &uri, &headers, registry_read, Operation::Registry).await?;
-            let id = module_twin_id(ids);
-            let twin = blocking(&state, move |hub| hub.read_twin(&id))
-                .await?
-                .map_err(|failure| hub_error(&failure))?;
-            Ok(ok(&module_identity(&twin.json)))
-        }
-        .await,
-    )
+    let id = module_twin_id(ids);
+    either(identity(&state, &uri, &headers, id, module_identity).await)
 }
 
 /// `PUT /devices/{id}/modules/{mid}`: creates a module identity with an

@@ -153,7 +153,7 @@ fn fleet_with_modules(count: usize) -> String {
 
 /// The `version` of every twin of the local hub file: a patch of tags and
 /// desired properties adds 2 (§5.3), so a twin written twice shows 4.
-fn versions(project: &Project) -> BTreeMap<String, u64> {
+pub(crate) fn versions(project: &Project) -> BTreeMap<String, u64> {
     project
         .twins()
         .into_iter()

@@ -3,6 +3,7 @@
 //! binary as the runner. The test waits on the runner's own log lines (read
 //! as they come) and its HTTP endpoints, never on sleeps.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -18,7 +19,7 @@ use twinops::gitops::runner::{Lock, lock_path};
 
 use crate::apply::{Project, generated_fleet, telemetry_policies};
 use crate::gitops::Scripted;
-use crate::rest::{CONNECTION_VARIABLE, Emulator};
+use crate::rest::{CONNECTION_VARIABLE, Emulator, versions};
 
 const SECRET: &str = "webhook-secret-for-tests";
 
@@ -63,6 +64,17 @@ impl Setup {
         };
         setup.push(false);
         setup
+    }
+
+    /// A setup whose hub takes 50 ms per request, applied one twin at a
+    /// time, so that an apply lasts long enough to be interrupted.
+    fn slow(name: &str, devices: usize) -> Self {
+        let faults: Faults = "delay=1.0:50".parse().unwrap();
+        let options = Options {
+            faults,
+            ..Options::default()
+        };
+        Self::new(name, devices, options, 1)
     }
 
     fn push(&self, force: bool) {
@@ -193,6 +205,15 @@ impl Drop for Runner {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How many twins moved by exactly one write (a patch of tags and desired
+/// adds 2 to `version`).
+fn written_once(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> usize {
+    before
+        .iter()
+        .filter(|(device, version)| after.get(*device) == Some(&(*version + 2)))
+        .count()
 }
 
 fn signature(body: &[u8], secret: &str) -> String {
@@ -383,23 +404,9 @@ fn the_runner_follows_a_branch_through_pushes_drift_bad_policies_and_forged_webh
 
 #[test]
 fn sigterm_mid_apply_stops_after_the_twins_in_flight_and_a_rerun_converges() {
-    // Every request takes 50 ms and one goes at a time: 40 twins take 2 s.
-    let faults: Faults = "delay=1.0:50".parse().unwrap();
-    let setup = Setup::new(
-        "runner-term",
-        40,
-        Options {
-            faults,
-            ..Options::default()
-        },
-        1,
-    );
-    let before: Vec<u64> = setup
-        .hub
-        .twins()
-        .values()
-        .map(|twin| twin["version"].as_u64().unwrap())
-        .collect();
+    // 40 twins take 2 s.
+    let setup = Setup::slow("runner-term", 40);
+    let before = versions(&setup.hub);
     let mut runner = setup.runner("state", &["--once"]);
     runner.wait_for("Applying");
     runner.terminate();
@@ -409,13 +416,7 @@ fn sigterm_mid_apply_stops_after_the_twins_in_flight_and_a_rerun_converges() {
         log.contains("Stopping: the twins in flight finished"),
         "{log}"
     );
-    let partial: usize = setup
-        .hub
-        .twins()
-        .values()
-        .zip(&before)
-        .filter(|(twin, version)| twin["version"].as_u64().unwrap() == *version + 2)
-        .count();
+    let partial = written_once(&before, &versions(&setup.hub));
     assert!(partial < 40, "stopped before the end: {partial}");
 
     let mut again = setup.runner("state", &["--once"]);
@@ -425,12 +426,9 @@ fn sigterm_mid_apply_stops_after_the_twins_in_flight_and_a_rerun_converges() {
         40 - partial
     ));
     assert_eq!(again.exit_code(), Some(0));
-    for (twin, version) in setup.hub.twins().values().zip(&before) {
-        assert_eq!(
-            twin["version"].as_u64().unwrap(),
-            version + 2,
-            "each twin written once"
-        );
+    let after = versions(&setup.hub);
+    for (device, version) in &before {
+        assert_eq!(after[device], version + 2, "each twin written once");
     }
 }
 
@@ -460,23 +458,9 @@ fn a_runner_waits_while_another_holds_the_hubs_lock() {
 
 #[test]
 fn a_runner_killed_mid_apply_leaves_no_lock_behind_and_the_next_one_converges() {
-    // Every request takes 50 ms and one goes at a time: 30 twins take 1.5 s.
-    let faults: Faults = "delay=1.0:50".parse().unwrap();
-    let setup = Setup::new(
-        "runner-kill",
-        30,
-        Options {
-            faults,
-            ..Options::default()
-        },
-        1,
-    );
-    let before: Vec<u64> = setup
-        .hub
-        .twins()
-        .values()
-        .map(|twin| twin["version"].as_u64().unwrap())
-        .collect();
+    // 30 twins take 1.5 s.
+    let setup = Setup::slow("runner-kill", 30);
+    let before = versions(&setup.hub);
     let mut crashed = setup.runner("state-one", &["--once"]);
     crashed.wait_for("Applying");
     crashed.child.kill().unwrap();
@@ -489,12 +473,9 @@ fn a_runner_killed_mid_apply_leaves_no_lock_behind_and_the_next_one_converges() 
         "the kernel freed the lock: {}",
         next.log()
     );
-    for (twin, version) in setup.hub.twins().values().zip(&before) {
-        assert_eq!(
-            twin["version"].as_u64().unwrap(),
-            version + 2,
-            "each twin written once"
-        );
+    let after = versions(&setup.hub);
+    for (device, version) in &before {
+        assert_eq!(after[device], version + 2, "each twin written once");
     }
 }
 
