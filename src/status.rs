@@ -51,7 +51,7 @@ pub fn survey(fleet: &Fleet) -> Status {
                         Class::Drifted
                     } else {
                         let managed: Vec<&String> = owned.managed.keys().collect();
-                        match converge::classify(&twin.json, &managed) {
+                        match converge::classify(twin, &managed) {
                             Convergence::Converged => Class::Converged,
                             Convergence::Pending => Class::Pending,
                             Convergence::Differing => Class::Differing,

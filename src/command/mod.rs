@@ -255,10 +255,23 @@ fn read<T>(result: Result<T, load::LoadError>) -> Result<T, Failure> {
         .map_err(|error| Failure::new(Diagnostic::from_error(&error, crate::diag::Severity::Error)))
 }
 
-/// Reads a fleet snapshot: with `--rev`, the project's own snapshot (or a
-/// seed) as it is at that revision when git has it there, else the file on
-/// disk.
-fn read_fleet(config: &Config, path: &Path) -> Result<Fleet, Failure> {
+/// Where a fleet snapshot is read from: with `--rev`, the project's own
+/// snapshot (or a seed) as it is at that revision when git has it there,
+/// else the file on disk.
+enum SnapshotFile {
+    /// Committed text, with the path shown for it.
+    Committed {
+        shown: String,
+        text: std::sync::Arc<str>,
+    },
+    /// A file on disk, and how messages show it.
+    Disk {
+        path: std::path::PathBuf,
+        shown: String,
+    },
+}
+
+fn snapshot_file(config: &Config, path: &Path) -> Result<SnapshotFile, Failure> {
     let shown = load::display_path(&config.root, path);
     // Only the project's own snapshot and seeds are committed files; a
     // `--fleet FILE` is always the file on disk.
@@ -274,18 +287,35 @@ fn read_fleet(config: &Config, path: &Path) -> Result<Fleet, Failure> {
             })?,
         _ => None,
     };
-    let fleet = match committed {
-        Some(file) => snapshot::parse(&file.path, &file.text),
-        None => snapshot::read(path, &shown),
-    };
-    fleet.map_err(|error| {
-        let mut diagnostic = Diagnostic::from_error(&error, crate::diag::Severity::Error);
-        if let crate::hub::HubError::InvalidSnapshot { lines, .. } = &error {
-            let listed: Vec<String> = lines.iter().map(ToString::to_string).collect();
-            diagnostic.message = format!("{}\n  {}", diagnostic.message, listed.join("\n  "));
-        }
-        Failure::new(diagnostic)
+    Ok(match committed {
+        Some(file) => SnapshotFile::Committed {
+            shown: file.path,
+            text: file.text,
+        },
+        None => SnapshotFile::Disk {
+            path: path.to_owned(),
+            shown,
+        },
     })
+}
+
+/// Reads a fleet snapshot whole (see [`snapshot_file`]).
+fn read_fleet(config: &Config, path: &Path) -> Result<Fleet, Failure> {
+    let fleet = match snapshot_file(config, path)? {
+        SnapshotFile::Committed { shown, text } => snapshot::parse(&shown, &text),
+        SnapshotFile::Disk { path, shown } => snapshot::read(&path, &shown),
+    };
+    fleet.map_err(|error| snapshot_failure(&error))
+}
+
+/// A snapshot that cannot be read, with its first bad lines listed.
+fn snapshot_failure(error: &crate::hub::HubError) -> Failure {
+    let mut diagnostic = Diagnostic::from_error(error, crate::diag::Severity::Error);
+    if let crate::hub::HubError::InvalidSnapshot { lines, .. } = error {
+        let listed: Vec<String> = lines.iter().map(ToString::to_string).collect();
+        diagnostic.message = format!("{}\n  {}", diagnostic.message, listed.join("\n  "));
+    }
+    Failure::new(diagnostic)
 }
 
 /// Writes to stdout, turning an I/O failure into an operational diagnostic;

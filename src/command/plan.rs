@@ -5,12 +5,17 @@ use std::path::Path;
 
 use crate::cli::PlanFormat;
 use crate::command::environment::{self, Seed, block_on, hub_failure};
-use crate::command::{Failure, Io, load_project, read_fleet, written};
+use crate::command::{
+    Failure, Io, SnapshotFile, load_project, read_fleet, snapshot_failure, snapshot_file, written,
+};
 use crate::compile;
 use crate::config::Config;
 use crate::diag::{Diagnostics, SourceMap};
 use crate::exit::ExitStatus;
-use crate::hub::{AnyHub, Hub};
+use crate::fleet::Fleet;
+use crate::hub::lines::{HubLines, SnapshotLines};
+use crate::hub::{AnyHub, Hub, HubError};
+use crate::plan::stream::{self, Streamed};
 use crate::plan::{self, Context, Origin, Plan, saved};
 use crate::render;
 
@@ -23,6 +28,9 @@ pub(super) struct Planned {
 }
 
 /// Loads, compiles and plans; `None` when the policies are invalid.
+///
+/// A snapshot file or a local hub is planned as it is read
+/// ([`stream`](crate::plan::stream)); a REST hub's fleet is read whole first.
 pub(super) fn make(
     config: &Config,
     fleet_file: Option<&Path>,
@@ -34,17 +42,12 @@ pub(super) fn make(
     if diags.has_errors() {
         return Ok(None);
     }
-    let (fleet, hub, environment) = if let Some(path) = fleet_file {
-        (read_fleet(config, path)?, None, None)
+    let (hub, environment) = if fleet_file.is_some() {
+        (None, None)
     } else {
         let (environment, hub) = environment::open(config, Seed::OnCreate, log)?;
-        let fleet = block_on(hub.fleet())?.map_err(|error| hub_failure(&error))?;
-        (fleet, Some(hub), Some(environment))
+        (Some(hub), Some(environment))
     };
-    let desired = compile::fleet(&project.policies, &project.schemas, &fleet, diags);
-    if diags.has_errors() {
-        return Ok(None);
-    }
     let context = Context {
         origin: Origin {
             hub: hub.as_ref().map(AnyHub::identity),
@@ -53,14 +56,58 @@ pub(super) fn make(
         },
         create_modules: environment.as_ref().is_some_and(|e| e.create_modules),
     };
-    let plan = plan::diff(
-        &desired,
-        &fleet,
-        &project.policies,
-        &project.schemas,
+    let streamed = stream::Project {
+        policies: &project.policies,
+        schemas: &project.schemas,
         sources,
-        &context,
-    );
+    };
+    let planned = match (fleet_file, &hub) {
+        (Some(path), _) => match snapshot_file(config, path)? {
+            SnapshotFile::Committed { shown, text } => {
+                let mut lines = SnapshotLines::new(text.as_bytes(), &shown);
+                stream::plan(&mut lines, streamed, &context, diags)
+            }
+            SnapshotFile::Disk { path, shown } => {
+                let file = std::fs::File::open(&path).map_err(|error| {
+                    hub_failure(&HubError::Io {
+                        path: shown.clone(),
+                        reason: error.to_string(),
+                    })
+                })?;
+                let mut lines = SnapshotLines::new(file, &shown);
+                stream::plan(&mut lines, streamed, &context, diags)
+            }
+        }
+        .map_err(|error| snapshot_failure(&error))?,
+        (None, Some(AnyHub::Local(local))) => {
+            stream::plan(&mut HubLines::new(local), streamed, &context, diags)
+                .map_err(|error| hub_failure(&error))?
+        }
+        (None, _) => Streamed::Unordered,
+    };
+    let plan = match planned {
+        Streamed::Plan(plan) => plan,
+        Streamed::Unordered => {
+            // Read whole: a REST hub, or lines in another order.
+            let fleet = match (fleet_file, &hub) {
+                (Some(path), _) => read_fleet(config, path)?,
+                (None, Some(hub)) => block_on(hub.fleet())?.map_err(|error| hub_failure(&error))?,
+                (None, None) => Fleet::default(),
+            };
+            let desired = compile::fleet(&project.policies, &project.schemas, &fleet, diags);
+            plan::diff(
+                &desired,
+                &fleet,
+                &project.policies,
+                &project.schemas,
+                sources,
+                &context,
+            )
+        }
+    };
+    if diags.has_errors() {
+        return Ok(None);
+    }
     Ok(Some(Planned {
         plan,
         hub,

@@ -12,6 +12,7 @@
 mod err;
 pub mod limits;
 pub mod merge;
+pub mod targets;
 
 pub use err::CompileError;
 pub use merge::{Origin, Setter};
@@ -28,6 +29,7 @@ use crate::schema::{Completeness, Rule, SchemaSet, Violation, WriteMode};
 use crate::validate::{PolicyId, PolicySet};
 
 use merge::{Conflict, Entry};
+pub use targets::{TargetMemo, Targets};
 
 /// One distinct compiled result for one twin, shared by every twin whose
 /// device matches the same policies.
@@ -83,91 +85,228 @@ pub fn fleet(
     fleet: &Fleet,
     diags: &mut Diagnostics,
 ) -> DesiredFleet {
+    let targets = Targets::new(policies);
     let matched: Vec<Vec<PolicyId>> = fleet
         .devices
         .par_iter()
-        .map(|device| {
-            policies
-                .policies
-                .iter()
-                .enumerate()
-                .filter(|(_, policy)| policy.target.condition.matches(&device.twin.json))
-                .map(|(id, _)| id)
-                .collect()
+        .map_init(TargetMemo::default, |memo, device| {
+            targets.matching(&device.twin, memo)
         })
         .collect();
-
-    // Devices that match the same policies share their configurations: split
-    // each distinct set by twin once, compile each distinct (twin, policies) once.
-    let mut per_twin: BTreeMap<(Option<String>, Vec<PolicyId>), Vec<usize>> = BTreeMap::new();
-    let mut by_set: HashMap<&[PolicyId], Vec<TwinPolicies>> = HashMap::new();
-    for (device, ids) in matched.iter().enumerate() {
-        let split = by_set
-            .entry(ids.as_slice())
-            .or_insert_with(|| split_by_twin(policies, ids));
-        for key in split.iter() {
-            per_twin.entry(key.clone()).or_default().push(device);
-        }
-    }
-
-    let compiled: Vec<Compiled> = per_twin
-        .par_iter()
-        .map(|((module, ids), _)| configure(policies, schemas, module.as_deref(), ids))
-        .collect();
-
-    // One diagnostic per problem, however many configurations share it: it
-    // names the first affected device and counts the others.
-    // Per problem: its first instance, its twin, and (module missing, device id) pairs.
-    let mut reported: BTreeMap<String, Affected<'_>> = BTreeMap::new();
-    for ((twin, devices), compiled) in per_twin.iter().zip(&compiled) {
-        for problem in &compiled.problems {
-            let key = format!("{:?}", problem.diagnostic(&occurrence(policies, twin, &[])));
-            let entry = reported
-                .entry(key)
-                .or_insert_with(|| (problem, twin, Vec::new()));
-            entry.2.extend(devices.iter().filter_map(|&at| {
-                let device = fleet.devices.get(at)?;
-                let missing = twin
-                    .0
-                    .as_ref()
-                    .is_some_and(|module| !device.modules.contains_key(module));
-                Some((missing, device.id()))
-            }));
-        }
-    }
-    for (problem, twin, mut devices) in reported.into_values() {
-        // The example device is one that has the twin, where there is one.
-        devices.sort_unstable();
-        devices.dedup();
-        let ids: Vec<&str> = devices.into_iter().map(|(_, id)| id).collect();
-        diags.push(problem.diagnostic(&occurrence(policies, twin, &ids)));
-    }
-
-    let mut desired = DesiredFleet::default();
-    for (index, (((module, _), devices), compiled)) in per_twin.iter().zip(compiled).enumerate() {
-        for &at in devices {
-            let Some(device) = fleet.devices.get(at) else {
-                continue;
-            };
-            desired.twins.push(TwinTarget {
+    let mut compiler = Compiler::new(policies, schemas);
+    compiler.prepare(matched.iter().map(Vec::as_slice));
+    let mut twins = Vec::new();
+    for (device, ids) in fleet.devices.iter().zip(&matched) {
+        for configuration in compiler.configurations(ids) {
+            let module_missing = compiler
+                .module(configuration)
+                .is_some_and(|module| !device.modules.contains_key(module));
+            compiler.affects(configuration, device.id(), module_missing);
+            twins.push(TwinTarget {
                 device_id: device.id().to_owned(),
-                module_id: module.clone(),
-                configuration: index,
-                module_missing: module
-                    .as_ref()
-                    .is_some_and(|module| !device.modules.contains_key(module)),
+                module_id: compiler.module(configuration).map(str::to_owned),
+                configuration,
+                module_missing,
             });
         }
-        desired.configurations.push(compiled.configuration);
     }
-    desired.twins.sort();
-    desired
+    let (configurations, renumbered) = compiler.finish(diags);
+    for twin in &mut twins {
+        twin.configuration = renumbered
+            .get(twin.configuration)
+            .copied()
+            .unwrap_or_default();
+    }
+    twins.sort();
+    DesiredFleet {
+        configurations,
+        twins,
+    }
 }
 
-/// The policies of one matched set, grouped by the twin they configure.
-/// A problem's first instance, its twin, and the (module missing, device id)
-/// pairs it affects.
-type Affected<'a> = (&'a Problem, &'a TwinPolicies, Vec<(bool, &'a str)>);
+/// Compiles each distinct combination of policies once, as devices come,
+/// and words each problem once for every device it affects.
+pub struct Compiler<'p> {
+    policies: &'p PolicySet,
+    schemas: &'p SchemaSet,
+    /// Matched policies → the configurations of the twins they configure.
+    by_match: HashMap<Vec<PolicyId>, Vec<usize>>,
+    /// (module, policies) → configuration.
+    by_twin: HashMap<TwinPolicies, usize>,
+    /// Per configuration: its twin and policies, the result, its problems
+    /// and the devices it was given to.
+    twins: Vec<TwinPolicies>,
+    configurations: Vec<Configuration>,
+    problems: Vec<Vec<Problem>>,
+    affected: Vec<Affected>,
+}
+
+/// The devices a configuration was given to, for its problems' messages.
+#[derive(Debug, Default)]
+struct Affected {
+    count: usize,
+    /// The example device: one that has the twin, where there is one, then
+    /// the first by id.
+    example: Option<(bool, String)>,
+}
+
+impl<'p> Compiler<'p> {
+    /// A compiler with nothing compiled yet.
+    #[must_use]
+    pub fn new(policies: &'p PolicySet, schemas: &'p SchemaSet) -> Self {
+        Self {
+            policies,
+            schemas,
+            by_match: HashMap::new(),
+            by_twin: HashMap::new(),
+            twins: Vec::new(),
+            configurations: Vec::new(),
+            problems: Vec::new(),
+            affected: Vec::new(),
+        }
+    }
+
+    /// Compiles, in parallel, the combinations among `matches` not yet seen.
+    pub fn prepare<'m>(&mut self, matches: impl Iterator<Item = &'m [PolicyId]>) {
+        let mut fresh: Vec<TwinPolicies> = Vec::new();
+        for ids in matches {
+            if self.by_match.contains_key(ids) {
+                continue;
+            }
+            let split = split_by_twin(self.policies, ids);
+            let mut configurations = Vec::with_capacity(split.len());
+            for twin in split {
+                let next = self.by_twin.len();
+                let index = *self.by_twin.entry(twin.clone()).or_insert_with(|| {
+                    fresh.push(twin);
+                    next
+                });
+                configurations.push(index);
+            }
+            self.by_match.insert(ids.to_vec(), configurations);
+        }
+        let (policies, schemas) = (self.policies, self.schemas);
+        let compiled: Vec<Compiled> = fresh
+            .par_iter()
+            .map(|(module, ids)| configure(policies, schemas, module.as_deref(), ids))
+            .collect();
+        for (twin, compiled) in fresh.into_iter().zip(compiled) {
+            self.twins.push(twin);
+            self.configurations.push(compiled.configuration);
+            self.problems.push(compiled.problems);
+            self.affected.push(Affected::default());
+        }
+    }
+
+    /// The configurations of a device matching `ids`, when
+    /// [`prepare`](Self::prepare) has seen `ids`.
+    #[must_use]
+    pub fn prepared(&self, ids: &[PolicyId]) -> Option<&[usize]> {
+        self.by_match.get(ids).map(Vec::as_slice)
+    }
+
+    /// Every configuration compiled so far, by index.
+    #[must_use]
+    pub fn all(&self) -> &[Configuration] {
+        &self.configurations
+    }
+
+    /// The configurations (one per twin) of a device matching `ids`,
+    /// compiled now if [`prepare`](Self::prepare) has not seen them.
+    pub fn configurations(&mut self, ids: &[PolicyId]) -> Vec<usize> {
+        if !self.by_match.contains_key(ids) {
+            self.prepare(std::iter::once(ids));
+        }
+        self.by_match.get(ids).cloned().unwrap_or_default()
+    }
+
+    /// A configuration's module (`None` for the device twin).
+    #[must_use]
+    pub fn module(&self, configuration: usize) -> Option<&str> {
+        self.twins
+            .get(configuration)
+            .and_then(|twin| twin.0.as_deref())
+    }
+
+    /// Records that device `device_id` gets `configuration` (each device
+    /// once per configuration); `module_missing` when it lacks the module.
+    pub fn affects(&mut self, configuration: usize, device_id: &str, module_missing: bool) {
+        let Some(affected) = self.affected.get_mut(configuration) else {
+            return;
+        };
+        affected.count += 1;
+        let better = affected
+            .example
+            .as_ref()
+            .is_none_or(|(missing, id)| (module_missing, device_id) < (*missing, id.as_str()));
+        if better {
+            affected.example = Some((module_missing, device_id.to_owned()));
+        }
+    }
+
+    /// Pushes one diagnostic per problem, however many configurations share
+    /// it (naming the example device and counting the others), and gives
+    /// the configurations sorted by (module, policies), with each index's
+    /// new place.
+    pub fn finish(self, diags: &mut Diagnostics) -> (Vec<Configuration>, Vec<usize>) {
+        let policies = self.policies;
+        // Per problem: its first instance, its twin, and the devices affected.
+        let mut reported: BTreeMap<String, Reported<'_>> = BTreeMap::new();
+        for ((twin, problems), affected) in
+            self.twins.iter().zip(&self.problems).zip(&self.affected)
+        {
+            if affected.count == 0 {
+                continue;
+            }
+            for problem in problems {
+                let key = format!(
+                    "{:?}",
+                    problem.diagnostic(&occurrence(policies, twin, None, 0))
+                );
+                let entry = reported.entry(key).or_insert((problem, twin, 0, None));
+                entry.2 += affected.count;
+                if let Some(example) = &affected.example
+                    && entry.3.is_none_or(|known| example < known)
+                {
+                    entry.3 = Some(example);
+                }
+            }
+        }
+        for (problem, twin, count, example) in reported.into_values() {
+            let example = example.map(|(_, id)| id.as_str());
+            diags.push(problem.diagnostic(&occurrence(
+                policies,
+                twin,
+                example,
+                count.saturating_sub(1),
+            )));
+        }
+        let mut order: Vec<usize> = (0..self.twins.len()).collect();
+        order.sort_by(|&a, &b| self.twins.get(a).cmp(&self.twins.get(b)));
+        let mut renumbered = vec![0; order.len()];
+        for (place, &at) in order.iter().enumerate() {
+            if let Some(slot) = renumbered.get_mut(at) {
+                *slot = place;
+            }
+        }
+        let mut configurations: Vec<Option<Configuration>> =
+            self.configurations.into_iter().map(Some).collect();
+        let configurations = order
+            .iter()
+            .filter_map(|&at| configurations.get_mut(at).and_then(Option::take))
+            .collect();
+        (configurations, renumbered)
+    }
+}
+
+/// A problem's first instance, its twin, how many devices it affects and
+/// the example among them.
+type Reported<'a> = (
+    &'a Problem,
+    &'a TwinPolicies,
+    usize,
+    Option<&'a (bool, String)>,
+);
 
 /// A twin (module id, `None` for the device twin) and the policies for it.
 type TwinPolicies = (Option<String>, Vec<PolicyId>);
@@ -305,19 +444,24 @@ struct Occurrence<'a> {
     policies: &'a PolicySet,
     module: Option<&'a str>,
     contributors: &'a [PolicyId],
-    devices: &'a [&'a str],
+    /// The device named.
+    example: Option<&'a str>,
+    /// How many other devices are affected.
+    others: usize,
 }
 
 fn occurrence<'a>(
     policies: &'a PolicySet,
     twin: &'a TwinPolicies,
-    devices: &'a [&'a str],
+    example: Option<&'a str>,
+    others: usize,
 ) -> Occurrence<'a> {
     Occurrence {
         policies,
         module: twin.0.as_deref(),
         contributors: &twin.1,
-        devices,
+        example,
+        others,
     }
 }
 
@@ -326,11 +470,11 @@ type Explained = (String, Origin);
 
 impl Occurrence<'_> {
     fn device(&self) -> &str {
-        self.devices.first().copied().unwrap_or_default()
+        self.example.unwrap_or_default()
     }
 
     fn others(&self) -> usize {
-        self.devices.len().saturating_sub(1)
+        self.others
     }
 
     /// ``device `d` (and N other devices), module `m` ``.

@@ -397,6 +397,52 @@ impl LocalHub {
         Ok(twins)
     }
 
+    /// Appends up to `limit` twins after `after` (device id, module id; `""`
+    /// for a device twin) to `out`, one JSON text per line, in (device,
+    /// module) order; returns the key of the last, `None` when there were
+    /// none.
+    ///
+    /// # Errors
+    /// [`HubError::Storage`] when SQLite fails.
+    pub fn rows(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+        out: &mut String,
+    ) -> Result<Option<(String, String)>, HubError> {
+        let (device, module) = after.unwrap_or(("", ""));
+        let connection = self.lock()?;
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT device_id, module_id, twin FROM twins WHERE (device_id, module_id) > (?1, ?2) ORDER BY device_id, module_id LIMIT ?3",
+            )
+            .map_err(|error| self.storage(&error))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = statement
+            .query(params![device, module, limit])
+            .map_err(|error| self.storage(&error))?;
+        let mut last = None;
+        while let Some(row) = rows.next().map_err(|error| self.storage(&error))? {
+            let text = row
+                .get_ref(2)
+                .and_then(|value| value.as_str().map_err(Into::into))
+                .map_err(|error| self.storage(&error))?;
+            out.push_str(text);
+            out.push('\n');
+            last = Some((
+                row.get(0).map_err(|error| self.storage(&error))?,
+                row.get(1).map_err(|error| self.storage(&error))?,
+            ));
+        }
+        Ok(last)
+    }
+
+    /// The file, as messages show it.
+    #[must_use]
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// A `meta` value by key, stored first as `value` when absent; returns
     /// the stored value (the emulator keeps its access keys here).
     ///

@@ -12,6 +12,7 @@
 //! boundary in IoT Hub's own JSON shape (`reference/iothub-rest-api.md` §5).
 
 mod err;
+pub mod lines;
 pub mod local;
 pub mod model;
 pub mod rest;

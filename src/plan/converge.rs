@@ -6,8 +6,9 @@
 //! device does not report are keys its agent does not know, not
 //! disagreements.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use crate::fleet::TwinFields;
 use crate::schema::duration;
 
 /// How a managed twin's reported properties compare with its desired ones.
@@ -26,48 +27,67 @@ pub enum Convergence {
 
 /// Compares the managed `properties` of `twin`'s desired and reported sections.
 #[must_use]
-pub fn classify(twin: &Value, properties: &[&String]) -> Convergence {
-    let section = |name: &str| {
-        twin.pointer(&format!("/properties/{name}"))
-            .and_then(Value::as_object)
-    };
-    let (Some(desired), reported) = (section("desired"), section("reported")) else {
-        return Convergence::Converged;
-    };
-    let empty = Map::new();
-    let reported = reported.unwrap_or(&empty);
+pub fn classify(twin: &impl TwinFields, properties: &[&String]) -> Convergence {
+    compare(twin, properties, &mut |property| {
+        updated_after(twin, property)
+    })
+    .unwrap_or(Convergence::Differing)
+}
+
+/// [`classify`] when it needs no timestamps (every property agrees or is
+/// not reported); `None` when a disagreement needs them to be judged.
+#[must_use]
+pub fn without_timestamps(twin: &impl TwinFields, properties: &[&String]) -> Option<Convergence> {
+    let mut needed = false;
+    let class = compare(twin, properties, &mut |_| {
+        needed = true;
+        true
+    });
+    if needed { None } else { class }
+}
+
+/// The comparison behind [`classify`], asking `updated_after` about each
+/// disagreement; `None` for differing.
+fn compare(
+    twin: &impl TwinFields,
+    properties: &[&String],
+    updated_after: &mut dyn FnMut(&str) -> bool,
+) -> Option<Convergence> {
+    let desired_is_object = twin
+        .text(&["properties", "desired"])
+        .is_some_and(|text| text.starts_with('{'));
+    if !desired_is_object {
+        return Some(Convergence::Converged);
+    }
     let mut pending = false;
     for property in properties {
-        let Some(want) = desired.get(*property) else {
+        let Some(want) = twin.value(&["properties", "desired", property]) else {
             continue;
         };
-        let Some(have) = reported.get(*property) else {
+        let Some(have) = twin.value(&["properties", "reported", property]) else {
             pending = true;
             continue;
         };
-        if !agrees(want, have) {
-            if updated_after(twin, property) {
+        if !agrees(&want, &have) {
+            if updated_after(property) {
                 pending = true;
             } else {
-                return Convergence::Differing;
+                return None;
             }
         }
     }
-    if pending {
+    Some(if pending {
         Convergence::Pending
     } else {
         Convergence::Converged
-    }
+    })
 }
 
 /// Whether desired `property` was written after the device last reported it.
-fn updated_after(twin: &Value, property: &str) -> bool {
+fn updated_after(twin: &impl TwinFields, property: &str) -> bool {
     let stamp = |section: &str| {
-        twin.pointer(&format!("/properties/{section}/$metadata"))
-            .and_then(|metadata| metadata.get(property))
-            .and_then(|node| node.get("$lastUpdated"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
+        twin.value(&["properties", section, "$metadata", property, "$lastUpdated"])
+            .and_then(|stamp| stamp.as_str().map(str::to_owned))
     };
     match (stamp("desired"), stamp("reported")) {
         (Some(desired), Some(reported)) => desired > reported,
@@ -99,7 +119,26 @@ pub fn agrees(desired: &Value, reported: &Value) -> bool {
 mod tests {
     use serde_json::json;
 
-    use super::{Convergence, agrees, classify};
+    use super::{Convergence, agrees};
+    use crate::fleet::{RawTwin, Twin};
+
+    /// The class of `json`, the same whether held whole or read lightly.
+    fn classify(json: &serde_json::Value, properties: &[&String]) -> Convergence {
+        let mut json = json.clone();
+        json["deviceId"] = json!("d");
+        let text = json.to_string();
+        let whole = super::classify(
+            &Twin {
+                device_id: "d".to_owned(),
+                module_id: None,
+                json,
+            },
+            properties,
+        );
+        let light = super::classify(&RawTwin::parse(&text).unwrap(), properties);
+        assert_eq!(whole, light, "{text}");
+        whole
+    }
 
     #[test]
     fn agents_spell_values_their_own_way() {

@@ -13,11 +13,14 @@ mod err;
 pub mod ownership;
 pub mod patch;
 pub mod saved;
+pub mod stream;
 
 pub use converge::Convergence;
 pub use err::PlanFileError;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -26,7 +29,7 @@ use serde_json::{Map, Value, json};
 
 use crate::compile::{Configuration, DesiredFleet, Setter, TwinTarget};
 use crate::diag::SourceMap;
-use crate::fleet::{Fleet, Twin};
+use crate::fleet::{Fleet, Twin, TwinFields};
 use crate::hub::{HubIdentity, TwinId};
 use crate::schema::{SchemaSet, WriteMode};
 use crate::validate::PolicySet;
@@ -117,8 +120,8 @@ pub struct TwinPlan {
     pub drifted: Vec<String>,
     /// Changed leaves, by path (shared by twins that change alike).
     pub changes: Arc<Vec<LeafChange>>,
-    /// The JSON merge patch apply sends.
-    pub patch: Value,
+    /// The JSON merge patch apply sends (shared by twins that change alike).
+    pub patch: Arc<Value>,
 }
 
 impl TwinPlan {
@@ -198,7 +201,7 @@ pub fn diff(
         .map(|twin| ((twin.device_id.as_str(), twin.module_id.as_deref()), twin))
         .collect();
     let planner = Planner {
-        desired,
+        configurations: &desired.configurations,
         policies,
         schemas,
         sources,
@@ -207,39 +210,57 @@ pub fn diff(
     let outcomes: Vec<Vec<Outcome>> = fleet
         .devices
         .par_iter()
-        .map_init(Memo::new, |memo, device| {
+        .map_init(Memo::default, |memo, device| {
             let mut outcomes = Vec::new();
             for twin in std::iter::once(&device.twin).chain(device.modules.values()) {
-                let target = targets
+                let configuration = targets
                     .get(&(twin.device_id.as_str(), twin.module_id.as_deref()))
-                    .copied();
-                outcomes.extend(planner.existing(twin, target, memo));
+                    .map(|target| target.configuration);
+                outcomes.extend(planner.existing(twin, configuration, memo));
             }
             for target in targets_of(desired, device.id()).filter(|t| t.module_missing) {
-                outcomes.push(planner.missing(target));
+                outcomes.push(planner.missing(
+                    &target.device_id,
+                    target.module_id.as_deref(),
+                    target.configuration,
+                    memo,
+                ));
             }
             outcomes
         })
         .collect();
-    let mut plan = Plan {
-        origin: context.origin.clone(),
-        changes: Vec::new(),
-        unchanged: 0,
-        missing_modules: Vec::new(),
-        lagging: BTreeMap::new(),
-    };
+    let mut plan = Plan::empty(context.origin.clone());
     for outcome in outcomes.into_iter().flatten() {
-        match outcome {
-            Outcome::Change(twin) => plan.changes.push(*twin),
-            Outcome::Unchanged(None | Some(Convergence::Converged), _) => plan.unchanged += 1,
-            Outcome::Unchanged(Some(class), id) => {
-                plan.unchanged += 1;
-                plan.lagging.entry(class).or_default().push(id);
-            }
-            Outcome::Missing(id) => plan.missing_modules.push(id),
-        }
+        plan.record(outcome);
     }
     plan
+}
+
+impl Plan {
+    /// A plan with nothing in it yet.
+    #[must_use]
+    pub fn empty(origin: Origin) -> Self {
+        Self {
+            origin,
+            changes: Vec::new(),
+            unchanged: 0,
+            missing_modules: Vec::new(),
+            lagging: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one twin's outcome, in device order.
+    fn record(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Change(twin) => self.changes.push(*twin),
+            Outcome::Unchanged(None | Some(Convergence::Converged), _) => self.unchanged += 1,
+            Outcome::Unchanged(Some(class), id) => {
+                self.unchanged += 1;
+                self.lagging.entry(class).or_default().push(id);
+            }
+            Outcome::Missing(id) => self.missing_modules.push(id),
+        }
+    }
 }
 
 /// The targets of one device (twins are sorted by device).
@@ -266,63 +287,193 @@ struct Delta {
     managed: BTreeMap<String, String>,
 }
 
-/// Deltas already computed, by what they depend on.
-type Memo = HashMap<String, Arc<Delta>>;
+/// What becomes of every twin with the same configuration, the same live
+/// values of the properties concerned and the same ownership tag.
+enum Shape {
+    /// Nothing to write; the properties whose convergence is reported.
+    Unchanged,
+    /// A patch to send.
+    Change {
+        action: Action,
+        drifted: Vec<String>,
+        changes: Arc<Vec<LeafChange>>,
+        patch: Arc<Value>,
+    },
+}
 
-enum Outcome {
+/// Plans already worked out, by the text of what they depend on. One per
+/// thread; twins that look alike are planned once.
+#[derive(Default)]
+pub(crate) struct Memo {
+    /// Ownership tag text → what it records.
+    ownership: HashMap<String, Option<Arc<Ownership>>>,
+    /// Configuration, tag and live values → what becomes of the twin.
+    shapes: HashMap<String, Arc<Shape>>,
+    /// Desired and reported values of the managed properties → how they
+    /// compare, when that needs no timestamps.
+    convergence: HashMap<String, Option<Convergence>>,
+    /// Configuration → the plan of a module to create.
+    creates: HashMap<usize, (Arc<Vec<LeafChange>>, Arc<Value>)>,
+    key: String,
+}
+
+impl Memo {
+    fn ownership(&mut self, tag: Option<&str>) -> Option<Arc<Ownership>> {
+        let tag = tag?;
+        if let Some(known) = self.ownership.get(tag) {
+            return known.clone();
+        }
+        let read = serde_json::from_str::<Value>(tag)
+            .ok()
+            .and_then(|tag| Ownership::from_tag(&tag))
+            .map(Arc::new);
+        self.ownership.insert(tag.to_owned(), read.clone());
+        read
+    }
+}
+
+pub(crate) enum Outcome {
     Change(Box<TwinPlan>),
     Unchanged(Option<Convergence>, TwinId),
     Missing(TwinId),
 }
 
-struct Planner<'a> {
-    desired: &'a DesiredFleet,
-    policies: &'a PolicySet,
-    schemas: &'a SchemaSet,
-    sources: &'a SourceMap,
-    context: &'a Context,
+pub(crate) struct Planner<'a> {
+    pub(crate) configurations: &'a [Configuration],
+    pub(crate) policies: &'a PolicySet,
+    pub(crate) schemas: &'a SchemaSet,
+    pub(crate) sources: &'a SourceMap,
+    pub(crate) context: &'a Context,
 }
 
+const DESIRED: [&str; 2] = ["properties", "desired"];
+
 impl Planner<'_> {
-    /// The plan of a twin that exists; nothing for one twinops neither
-    /// targets nor manages.
-    fn existing(
+    /// The plan of a twin that exists, given its configuration (an index
+    /// into the configurations); nothing for one twinops neither targets
+    /// nor manages.
+    pub(crate) fn existing(
         &self,
-        twin: &Twin,
-        target: Option<&TwinTarget>,
+        twin: &impl TwinFields,
+        configuration: Option<usize>,
         memo: &mut Memo,
     ) -> Option<Outcome> {
-        let configuration = target.and_then(|t| self.desired.configuration(t));
-        let recorded = Ownership::read(&twin.json);
-        if configuration.is_none() && recorded.is_none() {
+        let configured = configuration.and_then(|at| Some((at, self.configurations.get(at)?)));
+        let tag = twin.text(&["tags", TAG]);
+        let recorded = memo.ownership(tag.as_deref());
+        if configured.is_none() && recorded.is_none() {
             return None;
         }
-        let owned = recorded.clone().unwrap_or_default();
-        let live = twin
-            .json
-            .pointer("/properties/desired")
-            .and_then(Value::as_object);
-        let current = |property: &str| live.and_then(|live| live.get(property));
         let empty = Map::new();
-        let wanted = configuration.map_or(&empty, |c| &c.desired);
+        let wanted = configured.map_or(&empty, |(_, c)| &c.desired);
+        let owned = recorded.clone().unwrap_or_default();
+        let live_text = |property: &str| twin.text(&["properties", "desired", property]);
 
         // Twins with the same configuration, the same live values of the
-        // properties concerned and the same recorded ownership get the same
-        // delta: compute it once.
-        let mut key = format!("{:?}", target.map(|t| t.configuration));
+        // properties concerned and the same ownership tag get the same plan:
+        // work it out once.
+        let mut key = std::mem::take(&mut memo.key);
+        key.clear();
+        let _ = write!(key, "{:?}\u{0}", configured.map(|(at, _)| at));
+        key.push_str(tag.as_deref().unwrap_or("-"));
         for property in wanted.keys().chain(owned.managed.keys()) {
             key.push('\u{0}');
             key.push_str(property);
             key.push('=');
-            key.push_str(&current(property).map_or_else(String::new, Value::to_string));
-            key.push('#');
-            key.push_str(owned.managed.get(property).map_or("", String::as_str));
+            key.push_str(live_text(property).as_deref().unwrap_or("-"));
         }
-        let delta = memo
-            .entry(key)
-            .or_insert_with(|| Arc::new(self.delta(configuration, wanted, &owned, &current)))
-            .clone();
+        let shape = if let Some(shape) = memo.shapes.get(key.as_str()) {
+            Arc::clone(shape)
+        } else {
+            let current = |property: &str| twin.value(&["properties", "desired", property]);
+            let old_tag = tag
+                .as_deref()
+                .and_then(|tag| serde_json::from_str::<Value>(tag).ok());
+            let shape = Arc::new(self.shape(
+                configured.map(|(_, c)| c),
+                wanted,
+                (recorded.as_deref(), old_tag.as_ref()),
+                &current,
+            ));
+            memo.shapes.insert(key.clone(), Arc::clone(&shape));
+            shape
+        };
+        let id = || TwinId {
+            device_id: twin.device_id().to_owned(),
+            module_id: twin.module_id().map(str::to_owned),
+        };
+        let outcome = match &*shape {
+            Shape::Unchanged => {
+                let class =
+                    (!wanted.is_empty()).then(|| Self::convergence(twin, wanted, &mut key, memo));
+                Outcome::Unchanged(class, id())
+            }
+            Shape::Change {
+                action,
+                drifted,
+                changes,
+                patch,
+            } => {
+                let id = id();
+                Outcome::Change(Box::new(TwinPlan {
+                    device_id: id.device_id,
+                    module_id: id.module_id,
+                    action: *action,
+                    etag: twin.etag().map(str::to_owned),
+                    drifted: drifted.clone(),
+                    changes: Arc::clone(changes),
+                    patch: Arc::clone(patch),
+                }))
+            }
+        };
+        memo.key = key;
+        Some(outcome)
+    }
 
+    /// How an unchanged twin's device reports the `wanted` properties;
+    /// worked out once per distinct pair of desired and reported values,
+    /// unless timestamps decide it.
+    fn convergence(
+        twin: &impl TwinFields,
+        wanted: &Map<String, Value>,
+        key: &mut String,
+        memo: &mut Memo,
+    ) -> Convergence {
+        let managed: Vec<&String> = wanted.keys().collect();
+        key.clear();
+        for property in &managed {
+            for section in ["desired", "reported"] {
+                key.push_str(
+                    twin.text(&["properties", section, property])
+                        .as_deref()
+                        .unwrap_or("-"),
+                );
+                key.push('\u{0}');
+            }
+        }
+        if twin.text(&DESIRED).is_none() {
+            key.push('-');
+        }
+        let known = if let Some(known) = memo.convergence.get(key.as_str()) {
+            *known
+        } else {
+            let known = converge::without_timestamps(twin, &managed);
+            memo.convergence.insert(key.clone(), known);
+            known
+        };
+        known.unwrap_or_else(|| converge::classify(twin, &managed))
+    }
+
+    /// What becomes of a twin: its patch, or nothing to write.
+    fn shape<'v>(
+        &self,
+        configuration: Option<&Configuration>,
+        wanted: &Map<String, Value>,
+        (recorded, old_tag): (Option<&Ownership>, Option<&Value>),
+        current: &dyn Fn(&str) -> Option<Cow<'v, Value>>,
+    ) -> Shape {
+        let owned = recorded.cloned().unwrap_or_default();
+        let delta = self.delta(configuration, wanted, &owned, current);
         let new_ownership = (!wanted.is_empty()).then(|| Ownership {
             managed: delta.managed.clone(),
             // The stamp names the policy set that last changed what twinops
@@ -342,18 +493,12 @@ impl Planner<'_> {
                 }
             }
         });
-        let old_tag = twin.json.pointer(&format!("/tags/{TAG}"));
         let ownership_changes = match &new_ownership {
-            Some(new) => Some(new) != recorded.as_ref(),
+            Some(new) => Some(new) != recorded,
             None => old_tag.is_some(),
         };
-        let id = TwinId::from(twin);
         if delta.desired_patch.is_empty() && !ownership_changes {
-            let managed: Vec<&String> = wanted.keys().collect();
-            return Some(Outcome::Unchanged(
-                (!managed.is_empty()).then(|| converge::classify(&twin.json, &managed)),
-                id,
-            ));
+            return Shape::Unchanged;
         }
         let tag_patch = match &new_ownership {
             Some(new) => patch::merge_diff(old_tag, &new.to_tag()),
@@ -366,19 +511,12 @@ impl Planner<'_> {
         } else {
             Action::Update
         };
-        Some(Outcome::Change(Box::new(TwinPlan {
-            device_id: id.device_id,
-            module_id: id.module_id,
+        Shape::Change {
             action,
-            etag: twin
-                .json
-                .get("etag")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            drifted: delta.drifted.clone(),
-            changes: Arc::clone(&delta.changes),
-            patch: assemble(delta.desired_patch.clone(), tag_patch),
-        })))
+            drifted: delta.drifted,
+            changes: delta.changes,
+            patch: Arc::new(assemble(delta.desired_patch, tag_patch)),
+        }
     }
 
     /// What must change on a twin's desired properties, and the digests of
@@ -388,13 +526,14 @@ impl Planner<'_> {
         configuration: Option<&Configuration>,
         wanted: &Map<String, Value>,
         owned: &Ownership,
-        current: &dyn Fn(&str) -> Option<&'v Value>,
+        current: &dyn Fn(&str) -> Option<Cow<'v, Value>>,
     ) -> Delta {
         let mut desired_patch = Map::new();
         let mut changes = Vec::new();
         let mut drifted = Vec::new();
         for (property, value) in wanted {
             let live = current(property);
+            let live = live.as_deref();
             if live == Some(value) {
                 continue;
             }
@@ -414,7 +553,7 @@ impl Planner<'_> {
         for property in owned.managed.keys().filter(|p| !wanted.contains_key(*p)) {
             if let Some(live) = current(property) {
                 desired_patch.insert(property.clone(), Value::Null);
-                changes.extend(self.leaf_changes(property, Some(live), None, None));
+                changes.extend(self.leaf_changes(property, Some(&live), None, None));
             }
         }
         drifted.sort();
@@ -430,38 +569,62 @@ impl Planner<'_> {
     }
 
     /// A targeted module twin that does not exist.
-    fn missing(&self, target: &TwinTarget) -> Outcome {
+    pub(crate) fn missing(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        configuration: usize,
+        memo: &mut Memo,
+    ) -> Outcome {
         let id = TwinId {
-            device_id: target.device_id.clone(),
-            module_id: target.module_id.clone(),
+            device_id: device_id.to_owned(),
+            module_id: module_id.map(str::to_owned),
         };
-        let Some(configuration) = self.desired.configuration(target) else {
+        let Some(configured) = self.configurations.get(configuration) else {
             return Outcome::Missing(id);
         };
-        if !(configuration.create_modules || self.context.create_modules) {
+        if !(configured.create_modules || self.context.create_modules) {
             return Outcome::Missing(id);
         }
-        let mut changes = Vec::new();
-        for (property, value) in &configuration.desired {
-            changes.extend(self.leaf_changes(property, None, Some(value), Some(configuration)));
-        }
-        let ownership = Ownership {
-            managed: configuration
-                .desired
-                .iter()
-                .map(|(property, value)| (property.clone(), ownership::digest(value)))
-                .collect(),
-            policy_set: Some(self.context.origin.policy_set.clone()),
-            commit: self.context.origin.commit.clone(),
-        };
+        let (changes, patch) = memo
+            .creates
+            .entry(configuration)
+            .or_insert_with(|| {
+                let mut changes = Vec::new();
+                for (property, value) in &configured.desired {
+                    changes.extend(self.leaf_changes(
+                        property,
+                        None,
+                        Some(value),
+                        Some(configured),
+                    ));
+                }
+                let ownership = Ownership {
+                    managed: configured
+                        .desired
+                        .iter()
+                        .map(|(property, value)| (property.clone(), ownership::digest(value)))
+                        .collect(),
+                    policy_set: Some(self.context.origin.policy_set.clone()),
+                    commit: self.context.origin.commit.clone(),
+                };
+                (
+                    Arc::new(changes),
+                    Arc::new(assemble(
+                        configured.desired.clone(),
+                        Some(ownership.to_tag()),
+                    )),
+                )
+            })
+            .clone();
         Outcome::Change(Box::new(TwinPlan {
             device_id: id.device_id,
             module_id: id.module_id,
             action: Action::Create,
             etag: None,
             drifted: Vec::new(),
-            changes: Arc::new(changes),
-            patch: assemble(configuration.desired.clone(), Some(ownership.to_tag())),
+            changes,
+            patch,
         }))
     }
 

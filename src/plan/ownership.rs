@@ -38,7 +38,13 @@ impl Ownership {
     /// A malformed tag counts as unmanaged: twinops then owns nothing there.
     #[must_use]
     pub fn read(twin: &Value) -> Option<Self> {
-        let tag = twin.pointer(&format!("/tags/{TAG}"))?.as_object()?;
+        Self::from_tag(twin.pointer(&format!("/tags/{TAG}"))?)
+    }
+
+    /// Reads the value of a `twinops` tag; `None` when it is malformed.
+    #[must_use]
+    pub fn from_tag(tag: &Value) -> Option<Self> {
+        let tag = tag.as_object()?;
         let managed = tag
             .get("managed")?
             .as_object()?

@@ -145,6 +145,87 @@ impl Condition {
     }
 }
 
+/// A condition taken apart for indexing ([`Condition::split`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// `(path keys, text)`: the condition is true whenever the twin's string
+    /// at the path is exactly the text (`path = 'text'` or `path IN [...]`
+    /// terms of a top-level `OR`).
+    pub equalities: Vec<(Vec<String>, String)>,
+    /// The other terms, `OR`ed; `None` when no term is left.
+    pub rest: Option<Condition>,
+}
+
+impl Condition {
+    /// Splits off the top-level `OR` terms that test a path for equality
+    /// with string literals, so that they can be looked up in an index
+    /// instead of evaluated per twin. The condition matches a twin exactly
+    /// when one equality holds or the rest matches (an `OR` is true when
+    /// any of its terms is).
+    #[must_use]
+    pub fn split(&self) -> Split {
+        let Scope::Where(expr) = &self.scope else {
+            return Split {
+                equalities: Vec::new(),
+                rest: Some(self.clone()),
+            };
+        };
+        let terms = match expr {
+            Expr::Or(items) => items.as_slice(),
+            single => std::slice::from_ref(single),
+        };
+        let mut equalities = Vec::new();
+        let mut rest = Vec::new();
+        for term in terms {
+            match string_equalities(term) {
+                Some(found) => equalities.extend(found),
+                None => rest.push(term.clone()),
+            }
+        }
+        let rest = match rest.len() {
+            0 => None,
+            1 => rest.pop().map(|expr| Condition {
+                scope: Scope::Where(expr),
+            }),
+            _ => Some(Condition {
+                scope: Scope::Where(Expr::Or(rest)),
+            }),
+        };
+        Split { equalities, rest }
+    }
+}
+
+/// The (path, text) pairs of `path = 'text'`, `'text' = path` or
+/// `path IN ['a', 'b']`; `None` for any other term.
+fn string_equalities(term: &Expr) -> Option<Vec<(Vec<String>, String)>> {
+    use ast::{Literal, Membership, Operand};
+    match term {
+        Expr::Compare {
+            left,
+            op: lexer::CmpOp::Eq,
+            right,
+        } => match (left, right) {
+            (Operand::Path(path), Operand::Literal(Literal::String(text)))
+            | (Operand::Literal(Literal::String(text)), Operand::Path(path)) => {
+                Some(vec![(path.keys().to_vec(), text.clone())])
+            }
+            _ => None,
+        },
+        Expr::Member {
+            left: Operand::Path(path),
+            op: Membership::In,
+            list,
+        } => list
+            .iter()
+            .map(|item| match item {
+                Literal::String(text) => Some((path.keys().to_vec(), text.clone())),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
 /// The canonical text: upper-case keywords, single-quoted strings, only the
 /// parentheses precedence needs. It parses back to an equal [`Condition`].
 impl fmt::Display for Condition {

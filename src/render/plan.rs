@@ -335,7 +335,9 @@ mod tests {
                     source: "policies/p.yaml:8:22".to_owned(),
                 },
             }]),
-            patch: json!({"properties": {"desired": {"telemetry": {"intervalSeconds": value}}}}),
+            patch: Arc::new(
+                json!({"properties": {"desired": {"telemetry": {"intervalSeconds": value}}}}),
+            ),
         }
     }
 

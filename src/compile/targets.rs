@@ -1,0 +1,183 @@
+//! Targets: which policies match a device, evaluated once per distinct input.
+//!
+//! A condition reads a few twin paths ([`Condition::paths`]); two twins with
+//! the same values there get the same answer. Conditions that read the same
+//! paths form a group, evaluated once per distinct combination of values and
+//! remembered. Top-level `path = 'text'` terms (`deviceId = 'dev-42' OR …`)
+//! are looked up in an index instead, so that per-device exceptions do not
+//! make every device's inputs distinct. The cost per device is then a few
+//! lookups, whatever the number of policies.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
+
+use crate::fleet::TwinFields;
+use crate::query::Condition;
+use crate::validate::{PolicyId, PolicySet};
+
+/// The targets of a policy set, ready to match twins.
+#[derive(Debug)]
+pub struct Targets {
+    /// Policies that target every device (`*`).
+    everywhere: Vec<PolicyId>,
+    /// Per path: string value → policies whose condition it makes true.
+    index: Vec<(Vec<String>, Index)>,
+    /// Conditions (or what is left of them) grouped by the paths they read.
+    groups: Vec<Group>,
+}
+
+/// String value → the policies it selects.
+type Index = HashMap<String, Vec<PolicyId>>;
+
+#[derive(Debug)]
+struct Group {
+    paths: Vec<Vec<String>>,
+    conditions: Vec<(PolicyId, Condition)>,
+}
+
+/// Answers already worked out, per group, by the text of its inputs. One
+/// per thread.
+#[derive(Debug, Default)]
+pub struct TargetMemo {
+    answers: Vec<HashMap<String, Vec<PolicyId>>>,
+    key: String,
+}
+
+impl Targets {
+    /// Prepares the targets of `policies`.
+    #[must_use]
+    pub fn new(policies: &PolicySet) -> Self {
+        let mut everywhere = Vec::new();
+        let mut index: BTreeMap<Vec<String>, Index> = BTreeMap::new();
+        let mut groups: BTreeMap<Vec<String>, Vec<(PolicyId, Condition)>> = BTreeMap::new();
+        for (id, policy) in policies.policies.iter().enumerate() {
+            let condition = &policy.target.condition;
+            if condition.is_all() {
+                everywhere.push(id);
+                continue;
+            }
+            let split = condition.split();
+            for (path, text) in split.equalities {
+                index
+                    .entry(path)
+                    .or_default()
+                    .entry(text)
+                    .or_default()
+                    .push(id);
+            }
+            if let Some(rest) = split.rest {
+                groups.entry(rest.paths()).or_default().push((id, rest));
+            }
+        }
+        Self {
+            everywhere,
+            index: index
+                .into_iter()
+                .map(|(path, values)| {
+                    let values = values
+                        .into_iter()
+                        .map(|(text, mut ids)| {
+                            ids.dedup();
+                            (text, ids)
+                        })
+                        .collect();
+                    (path, values)
+                })
+                .collect(),
+            groups: groups
+                .into_iter()
+                .map(|(paths, conditions)| Group {
+                    paths: paths
+                        .iter()
+                        .map(|dotted| dotted.split('.').map(str::to_owned).collect())
+                        .collect(),
+                    conditions,
+                })
+                .collect(),
+        }
+    }
+
+    /// The policies whose target matches `twin`, ascending.
+    pub fn matching(&self, twin: &impl TwinFields, memo: &mut TargetMemo) -> Vec<PolicyId> {
+        let mut matched = self.everywhere.clone();
+        for (path, values) in &self.index {
+            let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+            if let Some(Value::String(text)) = twin.value(&keys).as_deref()
+                && let Some(ids) = values.get(text)
+            {
+                matched.extend_from_slice(ids);
+            }
+        }
+        memo.answers.resize_with(self.groups.len(), HashMap::new);
+        for (group, answers) in self.groups.iter().zip(&mut memo.answers) {
+            memo.key.clear();
+            let texts: Vec<Option<Cow<'_, str>>> = group
+                .paths
+                .iter()
+                .map(|path| {
+                    let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+                    twin.text(&keys)
+                })
+                .collect();
+            for text in &texts {
+                // Absent and present are told apart by the marker.
+                match text {
+                    Some(text) => {
+                        memo.key.push('=');
+                        memo.key.push_str(text);
+                    }
+                    None => memo.key.push('-'),
+                }
+                memo.key.push('\u{0}');
+            }
+            if let Some(ids) = answers.get(memo.key.as_str()) {
+                matched.extend_from_slice(ids);
+                continue;
+            }
+            let inputs = inputs(&group.paths, &texts);
+            let ids: Vec<PolicyId> = group
+                .conditions
+                .iter()
+                .filter(|(_, condition)| condition.matches(&inputs))
+                .map(|(id, _)| *id)
+                .collect();
+            matched.extend_from_slice(&ids);
+            answers.insert(memo.key.clone(), ids);
+        }
+        matched.sort_unstable();
+        matched.dedup();
+        matched
+    }
+}
+
+/// A twin holding only the values at `paths`: all a group's conditions read.
+fn inputs(paths: &[Vec<String>], texts: &[Option<Cow<'_, str>>]) -> Value {
+    let mut root = Map::new();
+    for (path, text) in paths.iter().zip(texts) {
+        let Some(value) = text
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        else {
+            continue;
+        };
+        let Some((last, parents)) = path.split_last() else {
+            continue;
+        };
+        // A value below a non-object cannot be read, so every parent of a
+        // present value is an object (or still to be made one).
+        let mut at = Some(&mut root);
+        for key in parents {
+            at = at.and_then(|map| {
+                map.entry(key.clone())
+                    .or_insert_with(|| Value::Object(Map::new()))
+                    .as_object_mut()
+            });
+        }
+        if let Some(map) = at {
+            map.insert(last.clone(), value);
+        }
+    }
+    Value::Object(root)
+}

@@ -1,0 +1,469 @@
+//! Twins read lightly, for plans over large fleets: the ids and the etag are
+//! decoded, every other member stays the JSON text it was written as,
+//! borrowed from the line, and is parsed only when a plan asks for it.
+//!
+//! `tags`, `properties.desired` and `properties.reported` are split into
+//! their members on reading, because targets and plans look inside them on
+//! every twin; anything deeper is split on demand.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// A JSON object's members in the order written, each value as its text.
+#[derive(Debug, Default)]
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Members<'a> {
+    /// The members of `raw`, when it is an object.
+    fn of(raw: &'a RawValue) -> Option<Self> {
+        if !raw.get().starts_with('{') {
+            return None;
+        }
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    /// The value of `key`; the last one when a key is repeated, as a JSON
+    /// reader that builds a map keeps it.
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| *value)
+    }
+}
+
+/// An object member's key, borrowed unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(text)))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(Key(key)) = map.next_key()? {
+                    members.push((key, map.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+/// A value that should be an object: its body read, or what it was instead.
+enum Shaped<T> {
+    Object(T),
+    Null,
+    Other(&'static str),
+}
+
+/// What is read of an object's members.
+trait Body<'de>: Sized {
+    fn read<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+}
+
+impl<'de, T: Body<'de>> Deserialize<'de> for Shaped<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ShapedVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ShapedVisitor<T>(std::marker::PhantomData<T>);
+
+macro_rules! other_kinds {
+    ($($method:ident: $type:ty => $kind:literal),* $(,)?) => {
+        $(fn $method<E: de::Error>(self, _: $type) -> Result<Self::Value, E> {
+            Ok(Shaped::Other($kind))
+        })*
+    };
+}
+
+impl<'de, T: Body<'de>> Visitor<'de> for ShapedVisitor<T> {
+    type Value = Shaped<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Shaped<T>, A::Error> {
+        T::read(map).map(Shaped::Object)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Shaped<T>, E> {
+        Ok(Shaped::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shaped<T>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Shaped::Other("an array"))
+    }
+
+    other_kinds! {
+        visit_bool: bool => "a boolean",
+        visit_i64: i64 => "a number",
+        visit_u64: u64 => "a number",
+        visit_f64: f64 => "a number",
+        visit_str: &str => "a string",
+    }
+}
+
+/// A twin's top level: `properties` read apart, everything else as text.
+struct TopBody<'a> {
+    members: Members<'a>,
+    properties: Option<Shaped<PropertiesBody<'a>>>,
+}
+
+impl<'de> Body<'de> for TopBody<'de> {
+    fn read<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut members = Vec::new();
+        let mut properties = None;
+        while let Some(Key(key)) = map.next_key()? {
+            if key == "properties" {
+                properties = Some(map.next_value()?);
+            } else {
+                members.push((key, map.next_value()?));
+            }
+        }
+        Ok(Self {
+            members: Members(members),
+            properties,
+        })
+    }
+}
+
+/// `properties`: desired and reported as text, split below; the rest as text.
+struct PropertiesBody<'a> {
+    desired: Option<&'a RawValue>,
+    reported: Option<&'a RawValue>,
+    rest: Members<'a>,
+}
+
+impl<'de> Body<'de> for PropertiesBody<'de> {
+    fn read<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut body = Self {
+            desired: None,
+            reported: None,
+            rest: Members::default(),
+        };
+        while let Some(Key(key)) = map.next_key()? {
+            match key.as_ref() {
+                "desired" => body.desired = Some(map.next_value()?),
+                "reported" => body.reported = Some(map.next_value()?),
+                _ => body.rest.0.push((key, map.next_value()?)),
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// A member kept as text, and its members when it is an object.
+struct Section<'a> {
+    raw: &'a RawValue,
+    members: Option<Members<'a>>,
+}
+
+impl<'a> Section<'a> {
+    fn of(raw: &'a RawValue) -> Self {
+        Self {
+            raw,
+            members: Members::of(raw),
+        }
+    }
+
+    fn text(&self, path: &[&str]) -> Option<Cow<'a, str>> {
+        match path.split_first() {
+            None => Some(Cow::Borrowed(self.raw.get())),
+            Some((key, rest)) => descend(self.members.as_ref()?.get(key)?, rest),
+        }
+    }
+}
+
+/// The text at `path` below `raw`.
+fn descend<'a>(raw: &'a RawValue, path: &[&str]) -> Option<Cow<'a, str>> {
+    match path.split_first() {
+        None => Some(Cow::Borrowed(raw.get())),
+        Some((key, rest)) => descend(Members::of(raw)?.get(key)?, rest),
+    }
+}
+
+/// One twin, read lightly from one line of JSON.
+pub struct RawTwin<'a> {
+    /// The device id.
+    pub device_id: Cow<'a, str>,
+    /// The module id, for a module twin.
+    pub module_id: Option<Cow<'a, str>>,
+    /// The etag, when the twin has one.
+    pub etag: Option<Cow<'a, str>>,
+    /// Top-level members other than `properties` and `tags`.
+    members: Members<'a>,
+    tags: Option<Section<'a>>,
+    properties: Option<Properties<'a>>,
+}
+
+/// `properties` of a twin; `None` members when it was `null`.
+struct Properties<'a> {
+    desired: Option<Section<'a>>,
+    reported: Option<Section<'a>>,
+    rest: Members<'a>,
+    null: bool,
+}
+
+impl<'a> RawTwin<'a> {
+    /// Reads one snapshot line.
+    ///
+    /// # Errors
+    /// What is wrong with the line, as [`crate::hub::snapshot`] words it: not
+    /// JSON, not an object, no string `deviceId`, `tags` or `properties` not
+    /// objects, a `moduleId` that is not a string.
+    pub fn parse(line: &'a str) -> Result<Self, String> {
+        let top: Shaped<TopBody<'a>> = serde_json::from_str(line).map_err(|error| {
+            let text = error.to_string();
+            let reason = text
+                .rsplit_once(" at line ")
+                .map_or(text.as_str(), |(reason, _)| reason);
+            format!("not valid JSON at column {}: {reason}", error.column())
+        })?;
+        let top = match top {
+            Shaped::Object(top) => top,
+            Shaped::Null => return Err("line is not a JSON object (found null)".to_owned()),
+            Shaped::Other(kind) => {
+                return Err(format!("line is not a JSON object (found {kind})"));
+            }
+        };
+        let TopBody {
+            mut members,
+            properties,
+        } = top;
+        let device_id = match members.get("deviceId") {
+            Some(raw) => string(raw).ok_or_else(|| {
+                format!("`deviceId` must be a string, found {}", kind_of(raw.get()))
+            })?,
+            None => return Err("twin has no `deviceId`".to_owned()),
+        };
+        let properties = match properties {
+            None => None,
+            Some(Shaped::Null) => Some(Properties {
+                desired: None,
+                reported: None,
+                rest: Members::default(),
+                null: true,
+            }),
+            Some(Shaped::Object(body)) => Some(Properties {
+                desired: body.desired.map(Section::of),
+                reported: body.reported.map(Section::of),
+                rest: body.rest,
+                null: false,
+            }),
+            Some(Shaped::Other(kind)) => {
+                return Err(format!(
+                    "twin `{device_id}`: `properties` must be an object, found {kind}"
+                ));
+            }
+        };
+        let tags = match members.get("tags") {
+            None => None,
+            Some(raw) if raw.get() == "null" => None,
+            Some(raw) => {
+                let section = Section::of(raw);
+                if section.members.is_none() {
+                    return Err(format!(
+                        "twin `{device_id}`: `tags` must be an object, found {}",
+                        kind_of(raw.get())
+                    ));
+                }
+                Some(section)
+            }
+        };
+        if tags.is_some() {
+            members.0.retain(|(key, _)| key != "tags");
+        }
+        let module_id = match members.get("moduleId") {
+            None => None,
+            Some(raw) if raw.get() == "null" => None,
+            Some(raw) => Some(string(raw).ok_or_else(|| {
+                format!(
+                    "twin `{device_id}`: `moduleId` must be a string, found {}",
+                    kind_of(raw.get())
+                )
+            })?),
+        };
+        let etag = members.get("etag").and_then(string);
+        Ok(Self {
+            device_id,
+            module_id,
+            etag,
+            members,
+            tags,
+            properties,
+        })
+    }
+
+    /// The JSON text at `path` (keys from the top of the twin), as written;
+    /// `None` when nothing is there. `tags` and sections of `properties`
+    /// asked for whole come back as written too.
+    #[must_use]
+    pub fn text(&self, path: &[&str]) -> Option<Cow<'a, str>> {
+        let (first, rest) = path.split_first()?;
+        match *first {
+            "tags" if self.tags.is_some() => self.tags.as_ref()?.text(rest),
+            "properties" if self.properties.is_some() => {
+                let properties = self.properties.as_ref()?;
+                if properties.null {
+                    return rest.is_empty().then_some(Cow::Borrowed("null"));
+                }
+                match rest.split_first() {
+                    None => Some(Cow::Owned(properties.rebuilt())),
+                    Some((&"desired", below)) => properties.desired.as_ref()?.text(below),
+                    Some((&"reported", below)) => properties.reported.as_ref()?.text(below),
+                    Some((key, below)) => descend(properties.rest.get(key)?, below),
+                }
+            }
+            key => descend(self.members.get(key)?, rest),
+        }
+    }
+}
+
+impl Properties<'_> {
+    /// `properties` as JSON text again.
+    fn rebuilt(&self) -> String {
+        let mut out = String::from("{");
+        let sections = [("desired", &self.desired), ("reported", &self.reported)];
+        let parts = sections
+            .iter()
+            .filter_map(|(name, section)| Some((Cow::Borrowed(*name), section.as_ref()?.raw)))
+            .chain(self.rest.0.iter().map(|(key, raw)| (key.clone(), *raw)));
+        for (at, (key, raw)) in parts.enumerate() {
+            if at > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::Value::from(key.as_ref()).to_string());
+            out.push(':');
+            out.push_str(raw.get());
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// The string `raw` holds, unescaped.
+fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    if !raw.get().starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<Key<'_>>(raw.get())
+        .ok()
+        .map(|key| key.0)
+}
+
+/// What kind of JSON value `text` is, for messages.
+fn kind_of(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RawTwin;
+    use serde_json::Value;
+
+    const TWIN: &str = r#"{"deviceId":"d\u0031","moduleId":"m","etag":"AAA=","status":"enabled","tags":{"site":"ams","hw":{"model":"rpi"}},"properties":{"desired":{"p":{"a":1},"$version":2},"reported":{"v":"0.1"},"x":3}}"#;
+
+    fn text(twin: &RawTwin<'_>, path: &[&str]) -> Option<Value> {
+        twin.text(path)
+            .map(|text| serde_json::from_str(&text).unwrap())
+    }
+
+    #[test]
+    fn every_path_reads_as_a_full_parse_would() {
+        let twin = RawTwin::parse(TWIN).unwrap();
+        let full: Value = serde_json::from_str(TWIN).unwrap();
+        assert_eq!(twin.device_id, "d1");
+        assert_eq!(twin.module_id.as_deref(), Some("m"));
+        assert_eq!(twin.etag.as_deref(), Some("AAA="));
+        for path in [
+            &["status"][..],
+            &["tags"],
+            &["tags", "site"],
+            &["tags", "hw", "model"],
+            &["tags", "nope"],
+            &["properties"],
+            &["properties", "desired"],
+            &["properties", "desired", "p", "a"],
+            &["properties", "reported", "v"],
+            &["properties", "x"],
+            &["properties", "desired", "missing"],
+            &["deviceId"],
+            &["nothing", "here"],
+        ] {
+            let pointer = path
+                .iter()
+                .fold(String::new(), |pointer, key| pointer + "/" + key);
+            assert_eq!(
+                text(&twin, path).as_ref(),
+                full.pointer(&pointer),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_named_as_the_snapshot_reader_names_them() {
+        let reason = |line: &str| RawTwin::parse(line).err().unwrap();
+        assert_eq!(reason("[1]"), "line is not a JSON object (found an array)");
+        assert_eq!(reason("{}"), "twin has no `deviceId`");
+        assert_eq!(
+            reason(r#"{"deviceId":1}"#),
+            "`deviceId` must be a string, found a number"
+        );
+        assert_eq!(
+            reason(r#"{"deviceId":"a","tags":[]}"#),
+            "twin `a`: `tags` must be an object, found an array"
+        );
+        assert_eq!(
+            reason(r#"{"properties":"x","deviceId":"a"}"#),
+            "twin `a`: `properties` must be an object, found a string"
+        );
+        assert_eq!(
+            reason(r#"{"deviceId":"a","moduleId":true}"#),
+            "twin `a`: `moduleId` must be a string, found a boolean"
+        );
+        assert!(reason("{\"deviceId\":").starts_with("not valid JSON at column"));
+    }
+}

@@ -1,0 +1,566 @@
+//! Streamed plans: compile and plan a fleet batch by batch as its lines are
+//! read, holding only the changed twins and the distinct compiled results.
+//!
+//! Each batch is read lightly ([`RawTwin`]) and planned on every core;
+//! twins that look alike are targeted, compiled and planned once
+//! ([`Targets`], [`Compiler`], the planner's memo). The result is the plan
+//! [`diff`](super::diff) gives over the whole fleet, with the same
+//! diagnostics. Lines must come as twinops writes them, sorted by device id
+//! with each device twin before its module twins in module order; on any
+//! other order the stream stops with [`Streamed::Unordered`] and the caller
+//! reads the fleet whole.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::compile::{Compiler, TargetMemo, Targets};
+use crate::diag::{Diagnostics, SourceMap};
+use crate::fleet::RawTwin;
+use crate::hub::lines::TwinLines;
+use crate::hub::{HubError, SnapshotLineError};
+use crate::plan::{Context, Memo, Outcome, Plan, Planner};
+use crate::schema::SchemaSet;
+use crate::validate::{PolicyId, PolicySet};
+
+/// How many bad lines an error lists.
+const LISTED_ERRORS: usize = 20;
+
+/// What a streamed plan came to.
+#[derive(Debug)]
+pub enum Streamed {
+    /// The plan; compile problems went to the diagnostics (no plan is worth
+    /// applying when they hold errors).
+    Plan(Plan),
+    /// The lines are not in twinops' order; read the fleet whole instead.
+    Unordered,
+}
+
+/// The policies and schemas to plan with, and the sources they came from.
+#[derive(Clone, Copy)]
+pub struct Project<'a> {
+    /// The validated policies.
+    pub policies: &'a PolicySet,
+    /// The schemas.
+    pub schemas: &'a SchemaSet,
+    /// The policy files, for reasons.
+    pub sources: &'a SourceMap,
+}
+
+/// Plans every twin `lines` holds.
+///
+/// # Errors
+/// When the source cannot be read, or any line is bad: the first bad lines
+/// are listed, as when a snapshot is read whole.
+pub fn plan(
+    lines: &mut dyn TwinLines,
+    project: Project<'_>,
+    context: &Context,
+    diags: &mut Diagnostics,
+) -> Result<Streamed, HubError> {
+    let targets = Targets::new(project.policies);
+    let mut compiler = Compiler::new(project.policies, project.schemas);
+    let mut plan = Plan::empty(context.origin.clone());
+    let mut errors = Vec::new();
+    let mut order = Order::default();
+    let mut carried = String::new();
+    let mut first_line = 1;
+    loop {
+        let mut buffer = std::mem::take(&mut carried);
+        let more = lines.fill(&mut buffer)?;
+        let batch = Batch::read(&buffer, first_line, lines.shown(), &mut errors);
+        let Some(devices) = order.devices(&batch.twins) else {
+            return Ok(Streamed::Unordered);
+        };
+        // The last device may go on in the next batch: plan it there.
+        let (complete, rest) = if more {
+            devices.split_at(devices.len().saturating_sub(1))
+        } else {
+            (devices.as_slice(), &[][..])
+        };
+        if let Some(open) = rest.first() {
+            let start = batch
+                .twins
+                .get(open.start)
+                .map_or(buffer.len(), |(at, _)| at.offset);
+            carried.push_str(buffer.get(start..).unwrap_or_default());
+            first_line = batch
+                .twins
+                .get(open.start)
+                .map_or(batch.next_line, |(at, _)| at.line);
+            // Lines carried over are read again, bad ones included.
+            errors.retain(|error| error.line < first_line);
+            order.reopen(&batch.twins, open);
+        } else {
+            first_line = batch.next_line;
+        }
+        if errors.is_empty() {
+            for outcome in plan_devices(
+                &batch.twins,
+                complete,
+                &targets,
+                &mut compiler,
+                project,
+                context,
+            ) {
+                plan.record(outcome);
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|error: &SnapshotLineError| error.line);
+        let count = errors.len();
+        errors.truncate(LISTED_ERRORS);
+        return Err(HubError::InvalidSnapshot {
+            path: lines.shown().to_owned(),
+            count,
+            lines: errors,
+        });
+    }
+    compiler.finish(diags);
+    Ok(Streamed::Plan(plan))
+}
+
+/// Where a line sits: its number and its byte offset in the batch.
+#[derive(Clone, Copy)]
+struct At {
+    line: usize,
+    offset: usize,
+}
+
+/// One batch's twins, read lightly, in line order; bad lines are skipped
+/// (and recorded).
+struct Batch<'b> {
+    twins: Vec<(At, RawTwin<'b>)>,
+    next_line: usize,
+}
+
+impl<'b> Batch<'b> {
+    fn read(
+        buffer: &'b str,
+        first_line: usize,
+        shown: &str,
+        errors: &mut Vec<SnapshotLineError>,
+    ) -> Self {
+        let mut lines = Vec::new();
+        let mut offset = 0;
+        let mut line = first_line;
+        for text in buffer.split_inclusive('\n') {
+            let at = At { line, offset };
+            offset += text.len();
+            line += 1;
+            let text = text.trim_end_matches(['\n', '\r']);
+            if !text.trim().is_empty() {
+                lines.push((at, text));
+            }
+        }
+        let read: Vec<(At, Result<RawTwin<'b>, String>)> = lines
+            .into_par_iter()
+            .with_min_len(256)
+            .map(|(at, text)| (at, RawTwin::parse(text)))
+            .collect();
+        let mut twins = Vec::with_capacity(read.len());
+        for (at, result) in read {
+            match result {
+                Ok(twin) => twins.push((at, twin)),
+                Err(reason) => errors.push(SnapshotLineError {
+                    path: shown.to_owned(),
+                    line: at.line,
+                    reason,
+                }),
+            }
+        }
+        Self {
+            twins,
+            next_line: line,
+        }
+    }
+}
+
+/// A twin's place in twinops' order.
+type Key = (String, Option<String>);
+
+/// The last twin seen, to check that lines come in twinops' order.
+#[derive(Default)]
+struct Order {
+    last: Option<Key>,
+    /// `last` when the current batch began.
+    before_batch: Option<Key>,
+}
+
+impl Order {
+    /// The devices of a batch (ranges of twins, each a device twin and its
+    /// module twins); `None` when a twin is out of order.
+    fn devices(&mut self, twins: &[(At, RawTwin<'_>)]) -> Option<Vec<Range<usize>>> {
+        self.before_batch.clone_from(&self.last);
+        let mut devices: Vec<Range<usize>> = Vec::new();
+        for (index, (_, twin)) in twins.iter().enumerate() {
+            let key = (twin.device_id.as_ref(), twin.module_id.as_deref());
+            let in_order = match (&self.last, key) {
+                (None, (_, module)) => module.is_none(),
+                (Some((device, _)), (id, None)) => id > device.as_str(),
+                (Some((device, last_module)), (id, Some(module))) => {
+                    id == device && last_module.as_deref().is_none_or(|last| module > last)
+                }
+            };
+            if !in_order {
+                return None;
+            }
+            match (key.1, devices.last_mut()) {
+                (Some(_), Some(device)) => device.end = index + 1,
+                _ => devices.push(index..index + 1),
+            }
+            self.last = Some((key.0.to_owned(), key.1.map(str::to_owned)));
+        }
+        Some(devices)
+    }
+
+    /// The device at `open` is read again from the next batch: order
+    /// resumes from the twin before it.
+    fn reopen(&mut self, twins: &[(At, RawTwin<'_>)], open: &Range<usize>) {
+        self.last = match open.start.checked_sub(1).and_then(|at| twins.get(at)) {
+            Some((_, twin)) => Some((
+                twin.device_id.clone().into_owned(),
+                twin.module_id.as_deref().map(str::to_owned),
+            )),
+            None => self.before_batch.clone(),
+        };
+    }
+}
+
+/// One device's outcomes, and the configurations it was given (with
+/// whether its module is missing), for the compiler's messages.
+type DevicePlan = (Vec<Outcome>, Vec<(usize, bool)>);
+
+/// Targets, compiles and plans whole devices of one batch.
+fn plan_devices(
+    twins: &[(At, RawTwin<'_>)],
+    devices: &[Range<usize>],
+    targets: &Targets,
+    compiler: &mut Compiler<'_>,
+    project: Project<'_>,
+    context: &Context,
+) -> Vec<Outcome> {
+    let device_twin = |range: &Range<usize>| twins.get(range.start).map(|(_, twin)| twin);
+    let matched: Vec<Vec<PolicyId>> = devices
+        .par_iter()
+        .with_min_len(64)
+        .map_init(TargetMemo::default, |memo, range| {
+            device_twin(range).map_or_else(Vec::new, |twin| targets.matching(twin, memo))
+        })
+        .collect();
+    compiler.prepare(matched.iter().map(Vec::as_slice));
+    let compiler_view = &*compiler;
+    let planner = Planner {
+        configurations: compiler_view.all(),
+        policies: project.policies,
+        schemas: project.schemas,
+        sources: project.sources,
+        context,
+    };
+    let per_device: Vec<DevicePlan> = devices
+        .par_iter()
+        .zip(&matched)
+        .with_min_len(64)
+        .map_init(Memo::default, |memo, (range, ids)| {
+            let members = twins.get(range.clone()).unwrap_or_default();
+            let configurations = compiler_view.prepared(ids).unwrap_or_default();
+            let mut outcomes = Vec::new();
+            let mut given = Vec::with_capacity(configurations.len());
+            for (_, twin) in members {
+                let module = twin.module_id.as_deref();
+                let configuration = configurations
+                    .iter()
+                    .copied()
+                    .find(|&at| compiler_view.module(at) == module);
+                outcomes.extend(planner.existing(twin, configuration, memo));
+            }
+            for &configuration in configurations {
+                let module = compiler_view.module(configuration);
+                let missing = module.is_some_and(|module| {
+                    !members
+                        .iter()
+                        .any(|(_, twin)| twin.module_id.as_deref() == Some(module))
+                });
+                given.push((configuration, missing));
+                if missing {
+                    let device = members
+                        .first()
+                        .map_or("", |(_, twin)| twin.device_id.as_ref());
+                    outcomes.push(planner.missing(device, module, configuration, memo));
+                }
+            }
+            (outcomes, given)
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for ((device_outcomes, given), range) in per_device.into_iter().zip(devices) {
+        let device = device_twin(range).map_or("", |twin| twin.device_id.as_ref());
+        for (configuration, missing) in given {
+            compiler.affects(configuration, device, missing);
+        }
+        outcomes.extend(device_outcomes);
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Project, Streamed, plan};
+    use crate::compile;
+    use crate::diag::{Diagnostics, SourceFile, SourceMap};
+    use crate::fleet::Fleet;
+    use crate::hub::lines::SnapshotLines;
+    use crate::hub::snapshot;
+    use crate::load;
+    use crate::plan::{self as planning, Context, Origin};
+    use crate::schema::{PolicySchema, SchemaSet};
+    use crate::validate::{self, PolicySet, Unschematized};
+
+    fn project(yaml: &str) -> (SourceMap, SchemaSet, PolicySet) {
+        let mut sources = SourceMap::new();
+        let id = sources.add(SourceFile::from_text("p.yaml", yaml.to_owned()));
+        let mut diags = Diagnostics::new();
+        let schemas = SchemaSet::build(&[], &mut diags);
+        let file = sources.get(id).unwrap();
+        let documents =
+            load::documents(&[(id, file)], &PolicySchema::bundled().unwrap(), &mut diags);
+        let set = validate::policies(
+            documents,
+            &schemas,
+            Unschematized::Allow,
+            &sources,
+            &mut diags,
+        );
+        assert!(!diags.has_errors(), "{:?}", diags.into_sorted());
+        (sources, schemas, set)
+    }
+
+    fn policy(
+        name: &str,
+        priority: u32,
+        target: &str,
+        module: &str,
+        desired: &serde_json::Value,
+    ) -> String {
+        format!(
+            "---\napiVersion: twinops/v1\nkind: Policy\nname: {name}\npriority: {priority}\ntarget: \"{target}\"\n{module}desired: {desired}\n"
+        )
+    }
+
+    /// Policies over tags, reported values and device ids, on the device
+    /// twin and a module; `conflict` adds two that clash on some devices.
+    fn policies(version: u32, conflict: bool) -> String {
+        let module = "module: agent\n";
+        let mut yaml = policy(
+            "base",
+            0,
+            "*",
+            module,
+            &json!({"cfg": {"rate": 1, "mode": "a"}}),
+        );
+        yaml += &policy(
+            "sites",
+            10,
+            "tags.site IN ['s1', 's2']",
+            module,
+            &json!({"cfg": {"rate": 2 + version}}),
+        );
+        yaml += &policy(
+            "old",
+            20,
+            "properties.reported.fw < '2'",
+            "",
+            &json!({"upgrade": {"to": "2"}}),
+        );
+        yaml += &policy(
+            "one",
+            30,
+            "deviceId = 'd-0007' OR tags.ring = 'canary'",
+            module,
+            &json!({"cfg": {"mode": "b"}}),
+        );
+        if version == 0 {
+            yaml += &policy(
+                "gone-later",
+                40,
+                "tags.site = 's3'",
+                "",
+                &json!({"extra": true}),
+            );
+        }
+        if conflict {
+            yaml += &policy(
+                "clash-a",
+                50,
+                "tags.ring = 'canary'",
+                module,
+                &json!({"cfg": {"mode": "x"}}),
+            );
+            yaml += &policy(
+                "clash-b",
+                50,
+                "tags.site = 's1'",
+                module,
+                &json!({"cfg": {"mode": "y"}}),
+            );
+        }
+        yaml
+    }
+
+    fn fleet(devices: usize) -> Fleet {
+        let mut lines = Vec::new();
+        for index in 0..devices {
+            let id = format!("d-{index:04}");
+            let site = format!("s{}", index % 4);
+            let ring = if index % 7 == 0 { "canary" } else { "broad" };
+            lines.push(
+                json!({"deviceId": id, "etag": "e1", "tags": {"site": site, "ring": ring},
+                    "properties": {"desired": {}, "reported": {"fw": format!("{}", index % 3)}}})
+                .to_string(),
+            );
+            if index % 5 != 0 {
+                lines.push(
+                    json!({"deviceId": id, "moduleId": "agent", "etag": "e2",
+                        "properties": {"desired": {"$version": 1}, "reported": {}}})
+                    .to_string(),
+                );
+            }
+            if index % 9 == 0 {
+                lines.push(json!({"deviceId": id, "moduleId": "zz-other"}).to_string());
+            }
+        }
+        snapshot::parse("f.ndjson", &lines.join("\n")).unwrap()
+    }
+
+    /// A fleet configured by `policies`, then drifted and lagging here and
+    /// there, as a live fleet looks.
+    fn live(yaml: &str) -> Fleet {
+        let (sources, schemas, policies) = project(yaml);
+        let fleet = fleet(120);
+        let mut diags = Diagnostics::new();
+        let desired = compile::fleet(&policies, &schemas, &fleet, &mut diags);
+        let context = context(&policies, &schemas);
+        let mut first = planning::diff(&desired, &fleet, &policies, &schemas, &sources, &context);
+        let mut index = 0;
+        first.changes.retain(|_| {
+            index += 1;
+            index % 6 != 0
+        });
+        let mut live = planning::applied(&first, &fleet);
+        for (at, device) in live.devices.iter_mut().enumerate() {
+            if let Some(agent) = device.modules.get_mut("agent") {
+                match at % 4 {
+                    0 => agent.json["properties"]["desired"]["cfg"]["rate"] = json!(99),
+                    1 => {
+                        agent.json["properties"]["reported"]["cfg"] =
+                            json!({"rate": 1, "mode": "a"});
+                    }
+                    2 => {
+                        agent.json["properties"]["reported"]["cfg"] = json!({"rate": 7});
+                        agent.json["properties"]["desired"]["$metadata"] =
+                            json!({"cfg": {"$lastUpdated": format!("2026-01-0{}", 1 + at % 3)}});
+                        agent.json["properties"]["reported"]["$metadata"] =
+                            json!({"cfg": {"$lastUpdated": "2026-01-02"}});
+                    }
+                    _ => {}
+                }
+            }
+        }
+        live
+    }
+
+    fn context(policies: &PolicySet, schemas: &SchemaSet) -> Context {
+        Context {
+            origin: Origin {
+                hub: None,
+                policy_set: planning::policy_set_digest(policies, schemas),
+                commit: Some("c0ffee".to_owned()),
+            },
+            create_modules: true,
+        }
+    }
+
+    /// The streamed plan equals the plan of the fleet read whole, and so do
+    /// the diagnostics, whatever the batch size.
+    #[test]
+    fn streaming_plans_exactly_as_reading_whole() {
+        for conflict in [false, true] {
+            let live = live(&policies(0, false));
+            let mut text = Vec::new();
+            snapshot::write(&live, &mut text).unwrap();
+            let (sources, schemas, policies) = project(&policies(1, conflict));
+            let context = context(&policies, &schemas);
+            let mut whole_diags = Diagnostics::new();
+            let desired = compile::fleet(&policies, &schemas, &live, &mut whole_diags);
+            let whole = planning::diff(&desired, &live, &policies, &schemas, &sources, &context);
+            assert!(!whole.changes.is_empty() && !whole.lagging.is_empty());
+            assert!(whole.changes.iter().any(|twin| !twin.drifted.is_empty()));
+            assert_eq!(whole_diags.has_errors(), conflict);
+            for batch in [1, 200, 5_000, 1 << 20] {
+                let mut lines = SnapshotLines::with_batch(text.as_slice(), "f.ndjson", batch);
+                let mut diags = Diagnostics::new();
+                let project = Project {
+                    policies: &policies,
+                    schemas: &schemas,
+                    sources: &sources,
+                };
+                let Streamed::Plan(streamed) =
+                    plan(&mut lines, project, &context, &mut diags).unwrap()
+                else {
+                    panic!("a sorted snapshot streams");
+                };
+                assert_eq!(streamed, whole, "batch {batch}");
+                assert_eq!(
+                    format!("{:?}", diags.into_sorted()),
+                    format!("{:?}", whole_diags.clone().into_sorted()),
+                    "batch {batch}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn other_orders_are_left_to_a_whole_read_and_bad_lines_are_listed() {
+        let (sources, schemas, policies) = project(&policies(0, false));
+        let context = context(&policies, &schemas);
+        let project = Project {
+            policies: &policies,
+            schemas: &schemas,
+            sources: &sources,
+        };
+        let run = |text: &str| {
+            let mut lines = SnapshotLines::with_batch(text.as_bytes(), "f.ndjson", 16);
+            plan(&mut lines, project, &context, &mut Diagnostics::new())
+        };
+        for unordered in [
+            "{\"deviceId\":\"b\"}\n{\"deviceId\":\"a\"}\n",
+            "{\"deviceId\":\"a\",\"moduleId\":\"m\"}\n{\"deviceId\":\"a\"}\n",
+            "{\"deviceId\":\"a\"}\n{\"deviceId\":\"a\"}\n",
+            "{\"deviceId\":\"a\"}\n{\"deviceId\":\"b\",\"moduleId\":\"m\"}\n",
+        ] {
+            assert!(
+                matches!(run(unordered), Ok(Streamed::Unordered)),
+                "{unordered}"
+            );
+        }
+        let Err(crate::hub::HubError::InvalidSnapshot { count, lines, .. }) =
+            run("{\"deviceId\":\"a\"}\nnope\n\n{\"deviceId\":\"b\",\"tags\":3}\n")
+        else {
+            panic!("bad lines are an error");
+        };
+        assert_eq!(count, 2);
+        let listed: Vec<(usize, &str)> =
+            lines.iter().map(|l| (l.line, l.reason.as_str())).collect();
+        assert_eq!(
+            listed[1],
+            (4, "twin `b`: `tags` must be an object, found a number")
+        );
+        assert_eq!(listed[0].0, 2);
+    }
+}
