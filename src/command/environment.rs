@@ -178,10 +178,25 @@ fn remove_database(database: &Path) {
 /// Writes `bytes` to `path` through a temporary file and a rename, so that
 /// a crash never leaves half a file.
 pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    write_atomically_with(path, &mut |out| out.write_all(bytes))
+}
+
+/// [`write_atomically`] with the content written by `write`, as it goes.
+pub(super) fn write_atomically_with(
+    path: &Path,
+    write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), Failure> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".tmp-{}", std::process::id()));
     let temporary = std::path::PathBuf::from(temporary);
-    std::fs::write(&temporary, bytes)
+    std::fs::File::create(&temporary)
+        .and_then(|file| {
+            let mut out = std::io::BufWriter::new(file);
+            write(&mut out)?;
+            out.into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?
+                .sync_all()
+        })
         .and_then(|()| std::fs::rename(&temporary, path))
         .map_err(|error| {
             let _ = std::fs::remove_file(&temporary);

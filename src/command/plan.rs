@@ -143,8 +143,7 @@ pub(super) fn run(
         PlanFormat::Markdown => render::plan_markdown(io.out, &plan, &apply),
     })?;
     if let Some(path) = options.out {
-        let text = serde_json::to_string_pretty(&saved::to_json(&plan)).unwrap_or_default();
-        environment::write_atomically(path, text.as_bytes())?;
+        environment::write_atomically_with(path, &mut |out| saved::write(&plan, out))?;
         let _ = writeln!(
             io.err,
             "Saved the plan to `{}`; apply it with `{apply}`.",

@@ -83,10 +83,11 @@ pub struct DevicePage {
 /// Which hub a plan was made against: its kind and a stable id.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HubIdentity {
-    /// `local` or `iothub`.
-    pub kind: String,
+    // Fields in alphabetical order, as plans are written (`plan::saved`).
     /// The local hub's id (made when the database was created), or the host name.
     pub id: String,
+    /// `local` or `iothub`.
+    pub kind: String,
 }
 
 /// Devices read per page from a local hub.

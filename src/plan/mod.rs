@@ -88,16 +88,18 @@ pub enum Reason {
 /// One changed leaf.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeafChange {
-    /// JSON pointer below `properties.desired`.
-    pub path: String,
-    /// Add, update or remove.
-    pub op: Op,
-    /// The live value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<Value>,
+    // Fields in alphabetical order: serialised as declared, a plan is then
+    // byte for byte what its sorted JSON value gives (see `saved`).
     /// The value after apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
+    /// The live value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// Add, update or remove.
+    pub op: Op,
+    /// JSON pointer below `properties.desired`.
+    pub path: String,
     /// Why.
     pub reason: Reason,
 }
@@ -106,20 +108,21 @@ pub struct LeafChange {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TwinPlan {
-    /// The device.
-    pub device_id: String,
-    /// The module; absent for the device twin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<String>,
+    // Fields in alphabetical order (see `LeafChange`).
     /// What apply does.
     pub action: Action,
-    /// The live etag the patch was computed against (`None` for a module to create).
-    pub etag: Option<String>,
+    /// Changed leaves, by path (shared by twins that change alike).
+    pub changes: Arc<Vec<LeafChange>>,
+    /// The device.
+    pub device_id: String,
     /// Managed properties changed outside twinops, restored by this patch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drifted: Vec<String>,
-    /// Changed leaves, by path (shared by twins that change alike).
-    pub changes: Arc<Vec<LeafChange>>,
+    /// The live etag the patch was computed against (`None` for a module to create).
+    pub etag: Option<String>,
+    /// The module; absent for the device twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
     /// The JSON merge patch apply sends (shared by twins that change alike).
     pub patch: Arc<Value>,
 }
@@ -139,30 +142,54 @@ impl TwinPlan {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Origin {
-    /// The hub it was planned against; `None` for a snapshot file.
-    pub hub: Option<HubIdentity>,
-    /// Digest of the policies and schemas it was planned from.
-    pub policy_set: String,
+    // Fields in alphabetical order (see `LeafChange`).
     /// The git commit the policies were read from (`--rev`), stamped into
     /// each changed twin's ownership tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// The hub it was planned against; `None` for a snapshot file.
+    pub hub: Option<HubIdentity>,
+    /// Digest of the policies and schemas it was planned from.
+    pub policy_set: String,
 }
 
 /// Everything that must change, and what is fine.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
-    /// Where the plan came from.
-    pub origin: Origin,
+    // Fields in alphabetical order (see `LeafChange`).
     /// Twins to change, by device then module.
     pub changes: Vec<TwinPlan>,
-    /// Targeted or managed twins that already match.
-    pub unchanged: usize,
+    /// Unchanged managed twins whose devices have not caught up, by class
+    /// (written by name).
+    #[serde(serialize_with = "by_name")]
+    pub lagging: BTreeMap<Convergence, Vec<TwinId>>,
     /// Targeted module twins that do not exist and will not be created.
     pub missing_modules: Vec<TwinId>,
-    /// Unchanged managed twins whose devices have not caught up, by class.
-    pub lagging: BTreeMap<Convergence, Vec<TwinId>>,
+    /// Where the plan came from.
+    pub origin: Origin,
+    /// Targeted or managed twins that already match.
+    pub unchanged: usize,
+}
+
+/// The lagging twins with their classes in the order of their names, as a
+/// sorted JSON object has them.
+fn by_name<S: serde::Serializer>(
+    lagging: &BTreeMap<Convergence, Vec<TwinId>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut named: Vec<(String, &Vec<TwinId>)> = lagging
+        .iter()
+        .map(|(class, twins)| {
+            let name = serde_json::to_value(class)
+                .ok()
+                .and_then(|name| name.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            (name, twins)
+        })
+        .collect();
+    named.sort();
+    serializer.collect_map(named)
 }
 
 impl Plan {

@@ -19,6 +19,46 @@ pub fn to_json(plan: &Plan) -> Value {
     json!({ "format_version": FORMAT_VERSION, "plan": body, "checksum": checksum })
 }
 
+/// Writes the plan's JSON document (pretty, as [`to_json`] gives it) to
+/// `out` without building it in memory: the plan is serialised twice, once
+/// into the checksum and once into `out`.
+///
+/// # Errors
+/// When writing fails.
+pub fn write(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut digest = Digesting(Sha256::new());
+    serde_json::to_writer(&mut digest, plan)?;
+    let checksum = crate::plan::ownership::hex(&digest.0.finalize());
+    // Members in the order a sorted JSON object has them.
+    #[derive(serde::Serialize)]
+    struct Document<'a> {
+        checksum: String,
+        format_version: u64,
+        plan: &'a Plan,
+    }
+    let document = Document {
+        checksum,
+        format_version: FORMAT_VERSION,
+        plan,
+    };
+    serde_json::to_writer_pretty(&mut *out, &document)?;
+    writeln!(out)
+}
+
+/// A writer that only feeds a digest.
+struct Digesting(Sha256);
+
+impl std::io::Write for Digesting {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn checksum(body: &Value) -> String {
     let canonical = serde_json::to_string(body).unwrap_or_default();
     crate::plan::ownership::hex(&Sha256::digest(canonical.as_bytes()))
@@ -75,9 +115,16 @@ pub fn from_json(path: &str, text: &str, hub: &HubIdentity) -> Result<Plan, Plan
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{from_json, to_json};
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::{from_json, to_json, write};
     use crate::hub::HubIdentity;
-    use crate::plan::{Origin, Plan, PlanFileError};
+    use crate::hub::TwinId;
+    use crate::plan::{
+        Action, Convergence, LeafChange, Op, Origin, Plan, PlanFileError, Reason, TwinPlan,
+    };
 
     fn hub(id: &str) -> HubIdentity {
         HubIdentity {
@@ -124,5 +171,56 @@ mod tests {
             from_json("p.json", &to_json(&snapshot).to_string(), &hub("a")),
             Err(PlanFileError::FromSnapshot { .. })
         ));
+    }
+
+    /// A plan written as it is serialised is exactly the document of its
+    /// sorted JSON value, so the checksum holds either way.
+    #[test]
+    fn writing_as_it_goes_gives_the_sorted_document() {
+        let twin = |device: &str, module: Option<&str>| TwinId {
+            device_id: device.into(),
+            module_id: module.map(Into::into),
+        };
+        let mut full = plan();
+        full.origin.commit = Some("c0ffee".into());
+        full.changes.push(TwinPlan {
+            device_id: "d".into(),
+            module_id: Some("m".into()),
+            action: Action::Update,
+            etag: Some("e".into()),
+            drifted: vec!["p".into()],
+            changes: Arc::new(vec![
+                LeafChange {
+                    path: "/p/a".into(),
+                    op: Op::Update,
+                    before: Some(json!(1)),
+                    after: Some(json!({"z": 1, "a": [true, null]})),
+                    reason: Reason::Policy {
+                        policy: "x".into(),
+                        source: "p.yaml:1:2".into(),
+                    },
+                },
+                LeafChange {
+                    path: "/p/b".into(),
+                    op: Op::Remove,
+                    before: Some(json!("v")),
+                    after: None,
+                    reason: Reason::Default { schema: "s".into() },
+                },
+            ]),
+            patch: Arc::new(
+                json!({"tags": {"twinops": null}, "properties": {"desired": {"p": 1.5}}}),
+            ),
+        });
+        full.missing_modules.push(twin("e", Some("m")));
+        full.lagging
+            .insert(Convergence::Pending, vec![twin("a", None)]);
+        full.lagging
+            .insert(Convergence::Differing, vec![twin("b", Some("m"))]);
+        let mut written = Vec::new();
+        write(&full, &mut written).unwrap();
+        let expected = serde_json::to_string_pretty(&to_json(&full)).unwrap() + "\n";
+        assert_eq!(String::from_utf8(written).unwrap(), expected);
+        assert_eq!(from_json("p.json", &expected, &hub("a")), Ok(full));
     }
 }

@@ -217,7 +217,7 @@ pub fn plan_human(out: &mut dyn Write, plan: &Plan, color: bool) -> std::io::Res
 /// # Errors
 /// When writing fails.
 pub fn plan_json(out: &mut dyn Write, plan: &Plan) -> std::io::Result<()> {
-    super::json(out, &saved::to_json(plan))
+    saved::write(plan, out)
 }
 
 /// A pull-request comment: summary first, each group collapsed, the command
