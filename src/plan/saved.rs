@@ -29,13 +29,6 @@ pub fn write(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut digest = Digesting(Sha256::new());
     serde_json::to_writer(&mut digest, plan)?;
     let checksum = crate::plan::ownership::hex(&digest.0.finalize());
-    // Members in the order a sorted JSON object has them.
-    #[derive(serde::Serialize)]
-    struct Document<'a> {
-        checksum: String,
-        format_version: u64,
-        plan: &'a Plan,
-    }
     let document = Document {
         checksum,
         format_version: FORMAT_VERSION,
@@ -43,6 +36,14 @@ pub fn write(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     };
     serde_json::to_writer_pretty(&mut *out, &document)?;
     writeln!(out)
+}
+
+/// A saved plan's members, in the order a sorted JSON object has them.
+#[derive(serde::Serialize)]
+struct Document<'a> {
+    checksum: String,
+    format_version: u64,
+    plan: &'a Plan,
 }
 
 /// A writer that only feeds a digest.
