@@ -156,8 +156,7 @@ fn seed_hub(
 ) -> Result<(), Failure> {
     let shown = load::display_path(&config.root, seed);
     // With `--rev` (and in the runner's clone), the seed is read from git.
-    let fleet = super::read_fleet(config, seed)?;
-    let count = hub.import(&fleet).map_err(|error| hub_failure(&error))?;
+    let count = super::import_snapshot(config, hub, seed)?;
     let _ = writeln!(
         log,
         "Created local hub `{}` with {count} twins from `{shown}`.",

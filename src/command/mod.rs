@@ -24,6 +24,7 @@ use crate::diag::{Diagnostic, Diagnostics, FileId, SourceFile, SourceMap};
 use crate::exit::ExitStatus;
 use crate::fleet::Fleet;
 use crate::gitops::{CommitInfo, Repository};
+use crate::hub::lines::{SnapshotLines, TwinLines};
 use crate::hub::snapshot;
 use crate::load;
 use crate::schema::{PolicySchema, SchemaSet};
@@ -299,6 +300,24 @@ fn snapshot_file(config: &Config, path: &Path) -> Result<SnapshotFile, Failure> 
     })
 }
 
+impl SnapshotFile {
+    /// Its lines, a batch at a time.
+    fn lines(&self) -> Result<Box<dyn TwinLines + '_>, Failure> {
+        Ok(match self {
+            Self::Committed { shown, text } => Box::new(SnapshotLines::new(text.as_bytes(), shown)),
+            Self::Disk { path, shown } => {
+                let file = std::fs::File::open(path).map_err(|error| {
+                    environment::hub_failure(&crate::hub::HubError::Io {
+                        path: shown.clone(),
+                        reason: error.to_string(),
+                    })
+                })?;
+                Box::new(SnapshotLines::new(file, shown))
+            }
+        })
+    }
+}
+
 /// Reads a fleet snapshot whole (see [`snapshot_file`]).
 fn read_fleet(config: &Config, path: &Path) -> Result<Fleet, Failure> {
     let fleet = match snapshot_file(config, path)? {
@@ -306,6 +325,17 @@ fn read_fleet(config: &Config, path: &Path) -> Result<Fleet, Failure> {
         SnapshotFile::Disk { path, shown } => snapshot::read(&path, &shown),
     };
     fleet.map_err(|error| snapshot_failure(&error))
+}
+
+/// Imports a snapshot into a local hub, all or nothing, as it is read.
+fn import_snapshot(
+    config: &Config,
+    hub: &crate::hub::local::LocalHub,
+    path: &Path,
+) -> Result<usize, Failure> {
+    let file = snapshot_file(config, path)?;
+    hub.import_lines(&mut *file.lines()?)
+        .map_err(|error| snapshot_failure(&error))
 }
 
 /// A snapshot that cannot be read, with its first bad lines listed.

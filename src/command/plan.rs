@@ -6,15 +6,15 @@ use std::path::Path;
 use crate::cli::PlanFormat;
 use crate::command::environment::{self, Seed, block_on, hub_failure};
 use crate::command::{
-    Failure, Io, SnapshotFile, load_project, read_fleet, snapshot_failure, snapshot_file, written,
+    Failure, Io, load_project, read_fleet, snapshot_failure, snapshot_file, written,
 };
 use crate::compile;
 use crate::config::Config;
 use crate::diag::{Diagnostics, SourceMap};
 use crate::exit::ExitStatus;
 use crate::fleet::Fleet;
-use crate::hub::lines::{HubLines, SnapshotLines};
-use crate::hub::{AnyHub, Hub, HubError};
+use crate::hub::lines::HubLines;
+use crate::hub::{AnyHub, Hub};
 use crate::plan::stream::{self, Streamed};
 use crate::plan::{self, Context, Origin, Plan, saved};
 use crate::render;
@@ -62,23 +62,11 @@ pub(super) fn make(
         sources,
     };
     let planned = match (fleet_file, &hub) {
-        (Some(path), _) => match snapshot_file(config, path)? {
-            SnapshotFile::Committed { shown, text } => {
-                let mut lines = SnapshotLines::new(text.as_bytes(), &shown);
-                stream::plan(&mut lines, streamed, &context, diags)
-            }
-            SnapshotFile::Disk { path, shown } => {
-                let file = std::fs::File::open(&path).map_err(|error| {
-                    hub_failure(&HubError::Io {
-                        path: shown.clone(),
-                        reason: error.to_string(),
-                    })
-                })?;
-                let mut lines = SnapshotLines::new(file, &shown);
-                stream::plan(&mut lines, streamed, &context, diags)
-            }
+        (Some(path), _) => {
+            let file = snapshot_file(config, path)?;
+            stream::plan(&mut *file.lines()?, streamed, &context, diags)
+                .map_err(|error| snapshot_failure(&error))?
         }
-        .map_err(|error| snapshot_failure(&error))?,
         (None, Some(AnyHub::Local(local))) => {
             stream::plan(&mut HubLines::new(local), streamed, &context, diags)
                 .map_err(|error| hub_failure(&error))?

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::command::environment::{self, Seed, block_on, hub_failure};
-use crate::command::{Failure, Io};
+use crate::command::{Failure, Io, snapshot_failure, snapshot_file};
 use crate::config::{Config, operational};
 use crate::exit::ExitStatus;
 use crate::hub::{AnyHub, Hub, snapshot};
@@ -29,7 +29,9 @@ pub(super) fn export(config: &Config, out: &Path, io: &mut Io<'_>) -> Result<Exi
 /// Imports a snapshot into the local hub, all or nothing.
 pub(super) fn import(config: &Config, file: &Path, io: &mut Io<'_>) -> Result<ExitStatus, Failure> {
     let shown = load::display_path(&config.root, file);
-    let fleet = snapshot::read(file, &shown).map_err(|error| hub_failure(&error))?;
+    // The file is opened first: a missing one creates no hub.
+    let snapshot = snapshot_file(config, file)?;
+    let mut lines = snapshot.lines()?;
     let (environment, hub) = environment::open(config, Seed::Never, io.err)?;
     let AnyHub::Local(hub) = hub else {
         return Err(Failure::new(operational(
@@ -40,7 +42,9 @@ pub(super) fn import(config: &Config, file: &Path, io: &mut Io<'_>) -> Result<Ex
             Some("choose a local environment with `--env`"),
         )));
     };
-    let count = hub.import(&fleet).map_err(|error| hub_failure(&error))?;
+    let count = hub
+        .import_lines(&mut *lines)
+        .map_err(|error| snapshot_failure(&error))?;
     let _ = writeln!(
         io.out,
         "Imported {count} twins from `{shown}` into environment `{}`.",

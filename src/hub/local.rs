@@ -32,14 +32,18 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rayon::prelude::*;
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 use serde_json::Value;
 
 use crate::fleet::{Device, Fleet, Twin};
+use crate::hub::lines::TwinLines;
 use crate::hub::model::{self, MAX_MODULES_PER_DEVICE, StoredTwin};
-use crate::hub::{DevicePage, Hub, HubError, HubIdentity, PAGE_SIZE, TwinId};
+use crate::hub::{
+    DevicePage, Hub, HubError, HubIdentity, PAGE_SIZE, SnapshotLineError, TwinId, snapshot,
+};
 
 /// The `meta.format` marker of a twinops local hub.
 pub const FORMAT: &str = "twinops-local-hub";
@@ -66,6 +70,17 @@ CREATE TABLE twins (
     PRIMARY KEY (device_id, module_id)
 );
 ";
+
+/// A line's number, and its row or why it is no twin (outer error: not a
+/// snapshot line; inner: a twin IoT Hub would not hold).
+type NumberedRow = (usize, Result<Result<Row, HubError>, String>);
+
+/// One twin of an import, ready to insert.
+struct Row {
+    id: TwinId,
+    tag_writes: i64,
+    text: String,
+}
 
 /// Device twins or module twins, for [`LocalHub::twins`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,6 +248,151 @@ impl LocalHub {
         }
         transaction.commit().map_err(|error| self.storage(&error))?;
         Ok(count)
+    }
+
+    /// Imports every twin `lines` holds, as [`import`](Self::import) does,
+    /// a batch at a time: lines are read and checked on every core, then
+    /// inserted, all in one transaction. Lines may come in any order.
+    ///
+    /// # Errors
+    /// [`HubError::InvalidSnapshot`] listing the first bad lines;
+    /// [`HubError::TwinExists`] for a twin the hub holds or the snapshot
+    /// gives twice; [`HubError::InvalidTwin`] for a twin IoT Hub would not
+    /// hold, a module twin without its device twin, or a device with too
+    /// many modules; [`HubError::Storage`]. Nothing is imported on any error.
+    pub fn import_lines(&self, lines: &mut dyn TwinLines) -> Result<usize, HubError> {
+        let mut connection = self.lock()?;
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|error| self.storage(&error))?;
+        let mut count = 0;
+        let mut bad = Vec::new();
+        let mut first_line = 1;
+        {
+            let mut insert = transaction
+                .prepare(
+                    "INSERT INTO twins (device_id, module_id, tag_writes, twin) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(|error| self.storage(&error))?;
+            let mut more = true;
+            while more {
+                let mut buffer = String::new();
+                more = lines.fill(&mut buffer)?;
+                let numbered: Vec<(usize, &str)> = buffer
+                    .lines()
+                    .enumerate()
+                    .map(|(at, line)| (first_line + at, line))
+                    .filter(|(_, line)| !line.trim().is_empty())
+                    .collect();
+                first_line += buffer.lines().count();
+                let rows: Vec<NumberedRow> = numbered
+                    .into_par_iter()
+                    .with_min_len(256)
+                    .map(|(number, line)| {
+                        (
+                            number,
+                            snapshot::parse_line(line).map(|(_, twin)| self.row(twin)),
+                        )
+                    })
+                    .collect();
+                for (number, row) in rows {
+                    let row = match row {
+                        Err(reason) => {
+                            bad.push(SnapshotLineError {
+                                path: lines.shown().to_owned(),
+                                line: number,
+                                reason,
+                            });
+                            continue;
+                        }
+                        Ok(row) => row?,
+                    };
+                    if !bad.is_empty() {
+                        continue;
+                    }
+                    let result = insert.execute(params![
+                        row.id.device_id,
+                        row.id.module_id.as_deref().unwrap_or(DEVICE_ROW),
+                        row.tag_writes,
+                        row.text
+                    ]);
+                    match result {
+                        Ok(_) => count += 1,
+                        Err(error)
+                            if error.sqlite_error_code()
+                                == Some(ErrorCode::ConstraintViolation) =>
+                        {
+                            return Err(HubError::TwinExists {
+                                twin: row.id.display(),
+                            });
+                        }
+                        Err(error) => return Err(self.storage(&error)),
+                    }
+                }
+            }
+        }
+        if !bad.is_empty() {
+            let count = bad.len();
+            bad.truncate(snapshot::LISTED_ERRORS);
+            return Err(HubError::InvalidSnapshot {
+                path: lines.shown().to_owned(),
+                count,
+                lines: bad,
+            });
+        }
+        self.check_devices(&transaction)?;
+        transaction.commit().map_err(|error| self.storage(&error))?;
+        Ok(count)
+    }
+
+    /// One twin of an import, ready to insert.
+    fn row(&self, twin: Twin) -> Result<Row, HubError> {
+        let id = TwinId::from(&twin);
+        let stored = StoredTwin::imported(&id, twin.json)?;
+        Ok(Row {
+            text: self.serialize(&id, &stored)?,
+            tag_writes: self.tag_writes_column(&id, stored.tag_writes)?,
+            id,
+        })
+    }
+
+    /// After an import: every module twin has its device twin, and no
+    /// device has more modules than IoT Hub allows.
+    fn check_devices(&self, connection: &Connection) -> Result<(), HubError> {
+        let orphan: Option<(String, String)> = connection
+            .query_row(
+                "SELECT device_id, module_id FROM twins AS m WHERE module_id <> '' AND NOT EXISTS \
+                 (SELECT 1 FROM twins AS d WHERE d.device_id = m.device_id AND d.module_id = '') \
+                 ORDER BY device_id, module_id LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(|error| self.storage(&error))?;
+        if let Some((device_id, module_id)) = orphan {
+            return Err(HubError::InvalidTwin {
+                twin: format!("{device_id}/{module_id}"),
+                reason: format!("module twin has no device twin `{device_id}` in the snapshot"),
+            });
+        }
+        let crowded: Option<(String, i64)> = connection
+            .query_row(
+                "SELECT device_id, COUNT(*) - 1 FROM twins GROUP BY device_id HAVING COUNT(*) - 1 > ?1 \
+                 ORDER BY device_id LIMIT 1",
+                params![i64::try_from(MAX_MODULES_PER_DEVICE).unwrap_or(i64::MAX)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(|error| self.storage(&error))?;
+        if let Some((device_id, modules)) = crowded {
+            return Err(HubError::InvalidTwin {
+                twin: device_id,
+                reason: format!(
+                    "device has {modules} modules, over IoT Hub's limit of {MAX_MODULES_PER_DEVICE}"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Writes every twin to `out` as an NDJSON fleet snapshot: one compact
@@ -862,8 +1022,9 @@ mod tests {
 
     use serde_json::{Value, json};
 
-    use super::LocalHub;
+    use super::{LocalHub, MAX_MODULES_PER_DEVICE};
     use crate::fleet::{Device, Fleet, Twin};
+    use crate::hub::lines::SnapshotLines;
     use crate::hub::local::TwinKind;
     use crate::hub::model::etag_for;
     use crate::hub::{Hub, HubError, TwinId, snapshot};
@@ -1061,6 +1222,76 @@ mod tests {
         };
         assert_eq!(twin, "dev-0005");
         assert_eq!(exported(&hub), before);
+    }
+
+    #[test]
+    fn importing_lines_stores_what_importing_the_fleet_does() {
+        let fleet = generated_fleet(40);
+        let mut text = Vec::new();
+        snapshot::write(&fleet, &mut text).unwrap();
+        // Any order will do: reversed lines put modules before their devices.
+        let reversed: String = String::from_utf8(text.clone())
+            .unwrap()
+            .lines()
+            .rev()
+            .fold(String::new(), |text, line| text + line + "\n");
+        let whole = TempPath::new("import-whole");
+        let expected = exported(&hub_with(&whole, &fleet));
+        for (name, source) in [("sorted", text), ("reversed", reversed.into_bytes())] {
+            let temp = TempPath::new(&format!("import-lines-{name}"));
+            let hub = LocalHub::open(temp.path()).unwrap();
+            let mut lines = SnapshotLines::with_batch(source.as_slice(), "f.ndjson", 100);
+            assert_eq!(hub.import_lines(&mut lines).unwrap(), 40 + 39);
+            assert_eq!(exported(&hub), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn importing_lines_is_all_or_nothing() {
+        let temp = TempPath::new("import-lines-refused");
+        let hub = LocalHub::open(temp.path()).unwrap();
+        let import = |text: &str| {
+            hub.import_lines(&mut SnapshotLines::with_batch(
+                text.as_bytes(),
+                "f.ndjson",
+                7,
+            ))
+        };
+        let device = |id: &str| format!("{{\"deviceId\":\"{id}\"}}\n");
+        let module =
+            |id: &str, m: usize| format!("{{\"deviceId\":\"{id}\",\"moduleId\":\"m{m:02}\"}}\n");
+
+        let Err(HubError::InvalidSnapshot { count, lines, .. }) =
+            import(&format!("{}nope\n{}[]\n", device("a"), device("b")))
+        else {
+            panic!("bad lines are listed");
+        };
+        assert_eq!((count, lines[0].line, lines[1].line), (2, 2, 4));
+
+        let Err(HubError::TwinExists { twin }) =
+            import(&format!("{}{}{}", device("a"), device("b"), device("a")))
+        else {
+            panic!("a twin given twice is refused");
+        };
+        assert_eq!(twin, "a");
+
+        let Err(HubError::InvalidTwin { twin, reason }) =
+            import(&format!("{}{}", device("a"), module("z", 1)))
+        else {
+            panic!("a module needs its device");
+        };
+        assert_eq!(twin, "z/m01");
+        assert!(reason.contains("no device twin `z`"), "{reason}");
+
+        let crowded: String = std::iter::once(device("c"))
+            .chain((0..=MAX_MODULES_PER_DEVICE).map(|m| module("c", m)))
+            .collect();
+        let Err(HubError::InvalidTwin { twin, reason }) = import(&crowded) else {
+            panic!("too many modules are refused");
+        };
+        assert_eq!(twin, "c");
+        assert!(reason.contains("over IoT Hub's limit"), "{reason}");
+        assert!(hub.is_empty().unwrap());
     }
 
     #[tokio::test]

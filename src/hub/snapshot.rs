@@ -12,10 +12,10 @@ use crate::hub::err::{HubError, SnapshotLineError};
 use crate::hub::json_kind;
 
 /// How many bad lines an error lists.
-const LISTED_ERRORS: usize = 20;
+pub(crate) const LISTED_ERRORS: usize = 20;
 
 /// One line's twin, keyed by device and (for a module twin) module id.
-type Keyed = ((String, Option<String>), Twin);
+pub(crate) type Keyed = ((String, Option<String>), Twin);
 
 /// Parses snapshot `text` (from the file shown as `path`).
 ///
@@ -90,7 +90,7 @@ fn twin_name((device_id, module_id): &(String, Option<String>)) -> String {
 }
 
 /// One line → its twin, or what is wrong with it.
-fn parse_line(line: &str) -> Result<Keyed, String> {
+pub(crate) fn parse_line(line: &str) -> Result<Keyed, String> {
     let json: Value = serde_json::from_str(line).map_err(|error| {
         let text = error.to_string();
         let reason = text
