@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod gitops;
 pub mod hub;
 pub mod load;
+mod parallel;
 pub mod plan;
 pub mod query;
 pub mod render;

@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use crate::diag::{Diagnostic, Diagnostics, Severity, Span};
 use crate::fleet::Fleet;
 use crate::load::join_pointer;
+use crate::parallel::PerThread;
 use crate::schema::{Completeness, Rule, SchemaSet, Violation, WriteMode};
 use crate::validate::{PolicyId, PolicySet};
 
@@ -86,12 +87,11 @@ pub fn fleet(
     diags: &mut Diagnostics,
 ) -> DesiredFleet {
     let targets = Targets::new(policies);
+    let memos = PerThread::<TargetMemo>::new();
     let matched: Vec<Vec<PolicyId>> = fleet
         .devices
         .par_iter()
-        .map_init(TargetMemo::default, |memo, device| {
-            targets.matching(&device.twin, memo)
-        })
+        .map(|device| memos.with(|memo| targets.matching(&device.twin, memo)))
         .collect();
     let mut compiler = Compiler::new(policies, schemas);
     compiler.prepare(matched.iter().map(Vec::as_slice));

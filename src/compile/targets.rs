@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use crate::fleet::TwinFields;
+use crate::parallel::remember;
 use crate::query::Condition;
 use crate::validate::{PolicyId, PolicySet};
 
@@ -144,7 +145,7 @@ impl Targets {
                 .map(|(id, _)| *id)
                 .collect();
             matched.extend_from_slice(&ids);
-            answers.insert(memo.key.clone(), ids);
+            remember(answers, memo.key.clone(), ids);
         }
         matched.sort_unstable();
         matched.dedup();

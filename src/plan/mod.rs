@@ -31,6 +31,7 @@ use crate::compile::{Configuration, DesiredFleet, Setter, TwinTarget};
 use crate::diag::SourceMap;
 use crate::fleet::{Fleet, Twin, TwinFields};
 use crate::hub::{HubIdentity, TwinId};
+use crate::parallel::{PerThread, remember};
 use crate::schema::{SchemaSet, WriteMode};
 use crate::validate::PolicySet;
 
@@ -234,26 +235,29 @@ pub fn diff(
         sources,
         context,
     };
+    let memos = PerThread::<Memo>::new();
     let outcomes: Vec<Vec<Outcome>> = fleet
         .devices
         .par_iter()
-        .map_init(Memo::default, |memo, device| {
-            let mut outcomes = Vec::new();
-            for twin in std::iter::once(&device.twin).chain(device.modules.values()) {
-                let configuration = targets
-                    .get(&(twin.device_id.as_str(), twin.module_id.as_deref()))
-                    .map(|target| target.configuration);
-                outcomes.extend(planner.existing(twin, configuration, memo));
-            }
-            for target in targets_of(desired, device.id()).filter(|t| t.module_missing) {
-                outcomes.push(planner.missing(
-                    &target.device_id,
-                    target.module_id.as_deref(),
-                    target.configuration,
-                    memo,
-                ));
-            }
-            outcomes
+        .map(|device| {
+            memos.with(|memo| {
+                let mut outcomes = Vec::new();
+                for twin in std::iter::once(&device.twin).chain(device.modules.values()) {
+                    let configuration = targets
+                        .get(&(twin.device_id.as_str(), twin.module_id.as_deref()))
+                        .map(|target| target.configuration);
+                    outcomes.extend(planner.existing(twin, configuration, memo));
+                }
+                for target in targets_of(desired, device.id()).filter(|t| t.module_missing) {
+                    outcomes.push(planner.missing(
+                        &target.device_id,
+                        target.module_id.as_deref(),
+                        target.configuration,
+                        memo,
+                    ));
+                }
+                outcomes
+            })
         })
         .collect();
     let mut plan = Plan::empty(context.origin.clone());
@@ -354,7 +358,7 @@ impl Memo {
             .ok()
             .and_then(|tag| Ownership::from_tag(&tag))
             .map(Arc::new);
-        self.ownership.insert(tag.to_owned(), read.clone());
+        remember(&mut self.ownership, tag.to_owned(), read.clone());
         read
     }
 }
@@ -422,7 +426,7 @@ impl Planner<'_> {
                 (recorded.as_deref(), old_tag.as_ref()),
                 &current,
             ));
-            memo.shapes.insert(key.clone(), Arc::clone(&shape));
+            remember(&mut memo.shapes, key.clone(), Arc::clone(&shape));
             shape
         };
         let id = || TwinId {
@@ -485,7 +489,7 @@ impl Planner<'_> {
             *known
         } else {
             let known = converge::without_timestamps(twin, &managed);
-            memo.convergence.insert(key.clone(), known);
+            remember(&mut memo.convergence, key.clone(), known);
             known
         };
         known.unwrap_or_else(|| converge::classify(twin, &managed))

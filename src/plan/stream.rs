@@ -19,6 +19,7 @@ use crate::diag::{Diagnostics, SourceMap};
 use crate::fleet::RawTwin;
 use crate::hub::lines::TwinLines;
 use crate::hub::{HubError, SnapshotLineError};
+use crate::parallel::PerThread;
 use crate::plan::{Context, Memo, Outcome, Plan, Planner};
 use crate::schema::SchemaSet;
 use crate::validate::{PolicyId, PolicySet};
@@ -59,6 +60,10 @@ pub fn plan(
     diags: &mut Diagnostics,
 ) -> Result<Streamed, HubError> {
     let targets = Targets::new(project.policies);
+    let memos = Memos {
+        targets: PerThread::new(),
+        plans: PerThread::new(),
+    };
     let mut compiler = Compiler::new(project.policies, project.schemas);
     let mut plan = Plan::empty(context.origin.clone());
     let mut errors = Vec::new();
@@ -98,7 +103,7 @@ pub fn plan(
             for outcome in plan_devices(
                 &batch.twins,
                 complete,
-                &targets,
+                (&targets, &memos),
                 &mut compiler,
                 project,
                 context,
@@ -231,6 +236,12 @@ impl Order {
     }
 }
 
+/// What each thread remembers from one batch to the next.
+struct Memos {
+    targets: PerThread<TargetMemo>,
+    plans: PerThread<Memo>,
+}
+
 /// One device's outcomes, and the configurations it was given (with
 /// whether its module is missing), for the compiler's messages.
 type DevicePlan = (Vec<Outcome>, Vec<(usize, bool)>);
@@ -239,7 +250,7 @@ type DevicePlan = (Vec<Outcome>, Vec<(usize, bool)>);
 fn plan_devices(
     twins: &[(At, RawTwin<'_>)],
     devices: &[Range<usize>],
-    targets: &Targets,
+    (targets, memos): (&Targets, &Memos),
     compiler: &mut Compiler<'_>,
     project: Project<'_>,
     context: &Context,
@@ -248,8 +259,10 @@ fn plan_devices(
     let matched: Vec<Vec<PolicyId>> = devices
         .par_iter()
         .with_min_len(64)
-        .map_init(TargetMemo::default, |memo, range| {
-            device_twin(range).map_or_else(Vec::new, |twin| targets.matching(twin, memo))
+        .map(|range| {
+            device_twin(range).map_or_else(Vec::new, |twin| {
+                memos.targets.with(|memo| targets.matching(twin, memo))
+            })
         })
         .collect();
     compiler.prepare(matched.iter().map(Vec::as_slice));
@@ -265,35 +278,37 @@ fn plan_devices(
         .par_iter()
         .zip(&matched)
         .with_min_len(64)
-        .map_init(Memo::default, |memo, (range, ids)| {
-            let members = twins.get(range.clone()).unwrap_or_default();
-            let configurations = compiler_view.prepared(ids).unwrap_or_default();
-            let mut outcomes = Vec::new();
-            let mut given = Vec::with_capacity(configurations.len());
-            for (_, twin) in members {
-                let module = twin.module_id.as_deref();
-                let configuration = configurations
-                    .iter()
-                    .copied()
-                    .find(|&at| compiler_view.module(at) == module);
-                outcomes.extend(planner.existing(twin, configuration, memo));
-            }
-            for &configuration in configurations {
-                let module = compiler_view.module(configuration);
-                let missing = module.is_some_and(|module| {
-                    !members
+        .map(|(range, ids)| {
+            memos.plans.with(|memo| {
+                let members = twins.get(range.clone()).unwrap_or_default();
+                let configurations = compiler_view.prepared(ids).unwrap_or_default();
+                let mut outcomes = Vec::new();
+                let mut given = Vec::with_capacity(configurations.len());
+                for (_, twin) in members {
+                    let module = twin.module_id.as_deref();
+                    let configuration = configurations
                         .iter()
-                        .any(|(_, twin)| twin.module_id.as_deref() == Some(module))
-                });
-                given.push((configuration, missing));
-                if missing {
-                    let device = members
-                        .first()
-                        .map_or("", |(_, twin)| twin.device_id.as_ref());
-                    outcomes.push(planner.missing(device, module, configuration, memo));
+                        .copied()
+                        .find(|&at| compiler_view.module(at) == module);
+                    outcomes.extend(planner.existing(twin, configuration, memo));
                 }
-            }
-            (outcomes, given)
+                for &configuration in configurations {
+                    let module = compiler_view.module(configuration);
+                    let missing = module.is_some_and(|module| {
+                        !members
+                            .iter()
+                            .any(|(_, twin)| twin.module_id.as_deref() == Some(module))
+                    });
+                    given.push((configuration, missing));
+                    if missing {
+                        let device = members
+                            .first()
+                            .map_or("", |(_, twin)| twin.device_id.as_ref());
+                        outcomes.push(planner.missing(device, module, configuration, memo));
+                    }
+                }
+                (outcomes, given)
+            })
         })
         .collect();
     let mut outcomes = Vec::new();
