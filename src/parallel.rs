@@ -35,8 +35,13 @@ impl<T: Default> PerThread<T> {
 /// worked out once, and a fleet where none do cannot fill memory.
 pub(crate) const MEMO_ENTRIES: usize = 16_384;
 
+/// A memo keyed by text. Keys are long (a twin's configuration as JSON), so
+/// they are hashed with a fast non-cryptographic hash; they come from the
+/// user's own fleet, so hash flooding is no concern.
+pub(crate) type Memo<V> = rustc_hash::FxHashMap<String, V>;
+
 /// Inserts into a memo, emptying it first when it is full.
-pub(crate) fn remember<V>(memo: &mut std::collections::HashMap<String, V>, key: String, value: V) {
+pub(crate) fn remember<V>(memo: &mut Memo<V>, key: String, value: V) {
     if memo.len() >= MEMO_ENTRIES {
         memo.clear();
     }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use crate::fleet::TwinFields;
-use crate::parallel::remember;
+use crate::parallel::{Memo, remember};
 use crate::query::Condition;
 use crate::validate::{PolicyId, PolicySet};
 
@@ -42,7 +42,7 @@ struct Group {
 /// per thread.
 #[derive(Debug, Default)]
 pub struct TargetMemo {
-    answers: Vec<HashMap<String, Vec<PolicyId>>>,
+    answers: Vec<Memo<Vec<PolicyId>>>,
     key: String,
 }
 
@@ -111,7 +111,7 @@ impl Targets {
                 matched.extend_from_slice(ids);
             }
         }
-        memo.answers.resize_with(self.groups.len(), HashMap::new);
+        memo.answers.resize_with(self.groups.len(), Memo::default);
         for (group, answers) in self.groups.iter().zip(&mut memo.answers) {
             memo.key.clear();
             let texts: Vec<Option<Cow<'_, str>>> = group

@@ -27,6 +27,8 @@ pub trait TwinFields {
     fn text(&self, path: &[&str]) -> Option<Cow<'_, str>>;
     /// The value at `path`.
     fn value(&self, path: &[&str]) -> Option<Cow<'_, Value>>;
+    /// Whether the value at `path` is an object.
+    fn is_object(&self, path: &[&str]) -> bool;
 }
 
 impl TwinFields for Twin {
@@ -51,6 +53,10 @@ impl TwinFields for Twin {
             .try_fold(&self.json, |value, key| value.get(key))
             .map(Cow::Borrowed)
     }
+
+    fn is_object(&self, path: &[&str]) -> bool {
+        self.value(path).is_some_and(|value| value.is_object())
+    }
 }
 
 impl TwinFields for RawTwin<'_> {
@@ -73,6 +79,10 @@ impl TwinFields for RawTwin<'_> {
     fn value(&self, path: &[&str]) -> Option<Cow<'_, Value>> {
         let text = RawTwin::text(self, path)?;
         serde_json::from_str(&text).ok().map(Cow::Owned)
+    }
+
+    fn is_object(&self, path: &[&str]) -> bool {
+        RawTwin::is_object(self, path)
     }
 }
 

@@ -61,6 +61,37 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
+impl<'de> Members<'de> {
+    /// The members of the object `map` is reading.
+    fn read<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut members = Vec::new();
+        while let Some(Key(key)) = map.next_key()? {
+            members.push((key, map.next_value()?));
+        }
+        Ok(Members(members))
+    }
+
+    /// The object as JSON text again.
+    fn rebuilt(&self) -> String {
+        rebuilt(self.0.iter().map(|(key, raw)| (key.as_ref(), raw.get())))
+    }
+}
+
+/// `{"key":value,...}` from keys and the JSON text of their values.
+fn rebuilt<'t>(members: impl Iterator<Item = (&'t str, &'t str)>) -> String {
+    let mut out = String::from("{");
+    for (at, (key, text)) in members.enumerate() {
+        if at > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::Value::from(key).to_string());
+        out.push(':');
+        out.push_str(text);
+    }
+    out.push('}');
+    out
+}
+
 impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct MembersVisitor;
@@ -69,12 +100,8 @@ impl<'de> Deserialize<'de> for Members<'de> {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut members = Vec::new();
-                while let Some(Key(key)) = map.next_key()? {
-                    members.push((key, map.next_value()?));
-                }
-                Ok(Members(members))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Members<'de>, A::Error> {
+                Members::read(map)
             }
         }
         deserializer.deserialize_map(MembersVisitor)
@@ -141,22 +168,25 @@ impl<'de, T: Body<'de>> Visitor<'de> for ShapedVisitor<T> {
 /// A twin's top level: `properties` read apart, everything else as text.
 struct TopBody<'a> {
     members: Members<'a>,
+    tags: Option<Section<'a>>,
     properties: Option<Shaped<PropertiesBody<'a>>>,
 }
 
 impl<'de> Body<'de> for TopBody<'de> {
     fn read<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         let mut members = Vec::new();
+        let mut tags = None;
         let mut properties = None;
         while let Some(Key(key)) = map.next_key()? {
-            if key == "properties" {
-                properties = Some(map.next_value()?);
-            } else {
-                members.push((key, map.next_value()?));
+            match key.as_ref() {
+                "properties" => properties = Some(map.next_value()?),
+                "tags" => tags = Some(map.next_value()?),
+                _ => members.push((key, map.next_value()?)),
             }
         }
         Ok(Self {
             members: Members(members),
+            tags,
             properties,
         })
     }
@@ -164,8 +194,8 @@ impl<'de> Body<'de> for TopBody<'de> {
 
 /// `properties`: desired and reported as text, split below; the rest as text.
 struct PropertiesBody<'a> {
-    desired: Option<&'a RawValue>,
-    reported: Option<&'a RawValue>,
+    desired: Option<Section<'a>>,
+    reported: Option<Section<'a>>,
     rest: Members<'a>,
 }
 
@@ -187,24 +217,69 @@ impl<'de> Body<'de> for PropertiesBody<'de> {
     }
 }
 
-/// A member kept as text, and its members when it is an object.
-struct Section<'a> {
-    raw: &'a RawValue,
-    members: Option<Members<'a>>,
+/// A member read in the same pass as its twin: an object's members, each
+/// kept as text, or any other value as JSON text.
+enum Section<'a> {
+    Object(Members<'a>),
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Section<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SectionVisitor)
+    }
+}
+
+struct SectionVisitor;
+
+macro_rules! section_scalars {
+    ($($method:ident: $type:ty),* $(,)?) => {
+        $(fn $method<E: de::Error>(self, value: $type) -> Result<Section<'de>, E> {
+            Ok(Section::Other(serde_json::Value::from(value).to_string()))
+        })*
+    };
+}
+
+impl<'de> Visitor<'de> for SectionVisitor {
+    type Value = Section<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Section<'de>, A::Error> {
+        Members::read(map).map(Section::Object)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Section<'de>, E> {
+        Ok(Section::Other("null".to_owned()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Section<'de>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<serde_json::Value>()? {
+            items.push(item);
+        }
+        Ok(Section::Other(serde_json::Value::Array(items).to_string()))
+    }
+
+    section_scalars! {
+        visit_bool: bool,
+        visit_i64: i64,
+        visit_u64: u64,
+        visit_f64: f64,
+        visit_str: &str,
+    }
 }
 
 impl<'a> Section<'a> {
-    fn of(raw: &'a RawValue) -> Self {
-        Self {
-            raw,
-            members: Members::of(raw),
-        }
-    }
-
+    /// The text at `path` below this member.
     fn text(&self, path: &[&str]) -> Option<Cow<'a, str>> {
-        match path.split_first() {
-            None => Some(Cow::Borrowed(self.raw.get())),
-            Some((key, rest)) => descend(self.members.as_ref()?.get(key)?, rest),
+        match (path.split_first(), self) {
+            (None, Self::Object(members)) => Some(Cow::Owned(members.rebuilt())),
+            (None, Self::Other(text)) => Some(Cow::Owned(text.clone())),
+            (Some((key, rest)), Self::Object(members)) => descend(members.get(key)?, rest),
+            (Some(_), Self::Other(_)) => None,
         }
     }
 }
@@ -262,7 +337,8 @@ impl<'a> RawTwin<'a> {
             }
         };
         let TopBody {
-            mut members,
+            members,
+            tags,
             properties,
         } = top;
         let device_id = match members.get("deviceId") {
@@ -280,8 +356,8 @@ impl<'a> RawTwin<'a> {
                 null: true,
             }),
             Some(Shaped::Object(body)) => Some(Properties {
-                desired: body.desired.map(Section::of),
-                reported: body.reported.map(Section::of),
+                desired: body.desired,
+                reported: body.reported,
                 rest: body.rest,
                 null: false,
             }),
@@ -291,23 +367,17 @@ impl<'a> RawTwin<'a> {
                 ));
             }
         };
-        let tags = match members.get("tags") {
+        let tags = match tags {
             None => None,
-            Some(raw) if raw.get() == "null" => None,
-            Some(raw) => {
-                let section = Section::of(raw);
-                if section.members.is_none() {
-                    return Err(format!(
-                        "twin `{device_id}`: `tags` must be an object, found {}",
-                        kind_of(raw.get())
-                    ));
-                }
-                Some(section)
+            Some(Section::Other(text)) if text == "null" => None,
+            Some(Section::Other(text)) => {
+                return Err(format!(
+                    "twin `{device_id}`: `tags` must be an object, found {}",
+                    kind_of(&text)
+                ));
             }
+            Some(object) => Some(object),
         };
-        if tags.is_some() {
-            members.0.retain(|(key, _)| key != "tags");
-        }
         let module_id = match members.get("moduleId") {
             None => None,
             Some(raw) if raw.get() == "null" => None,
@@ -354,25 +424,42 @@ impl<'a> RawTwin<'a> {
     }
 }
 
+impl RawTwin<'_> {
+    /// Whether the value at `path` is an object, without rebuilding the
+    /// text of a section read whole.
+    #[must_use]
+    pub fn is_object(&self, path: &[&str]) -> bool {
+        let section = match path {
+            ["tags"] => self.tags.as_ref(),
+            ["properties", "desired"] => self.properties.as_ref().and_then(|p| p.desired.as_ref()),
+            ["properties", "reported"] => {
+                self.properties.as_ref().and_then(|p| p.reported.as_ref())
+            }
+            _ => return self.text(path).is_some_and(|text| text.starts_with('{')),
+        };
+        matches!(section, Some(Section::Object(_)))
+    }
+}
+
 impl Properties<'_> {
     /// `properties` as JSON text again.
     fn rebuilt(&self) -> String {
-        let mut out = String::from("{");
         let sections = [("desired", &self.desired), ("reported", &self.reported)];
-        let parts = sections
+        let texts: Vec<(&str, String)> = sections
             .iter()
-            .filter_map(|(name, section)| Some((Cow::Borrowed(*name), section.as_ref()?.raw)))
-            .chain(self.rest.0.iter().map(|(key, raw)| (key.clone(), *raw)));
-        for (at, (key, raw)) in parts.enumerate() {
-            if at > 0 {
-                out.push(',');
-            }
-            out.push_str(&serde_json::Value::from(key.as_ref()).to_string());
-            out.push(':');
-            out.push_str(raw.get());
-        }
-        out.push('}');
-        out
+            .filter_map(|(name, section)| Some((*name, section.as_ref()?.text(&[])?.into_owned())))
+            .collect();
+        rebuilt(
+            texts
+                .iter()
+                .map(|(name, text)| (*name, text.as_str()))
+                .chain(
+                    self.rest
+                        .0
+                        .iter()
+                        .map(|(key, raw)| (key.as_ref(), raw.get())),
+                ),
+        )
     }
 }
 
@@ -413,10 +500,21 @@ mod tests {
     #[test]
     fn every_path_reads_as_a_full_parse_would() {
         let twin = RawTwin::parse(TWIN).unwrap();
-        let full: Value = serde_json::from_str(TWIN).unwrap();
         assert_eq!(twin.device_id, "d1");
         assert_eq!(twin.module_id.as_deref(), Some("m"));
         assert_eq!(twin.etag.as_deref(), Some("AAA="));
+        let odd = r#"{"deviceId":"d","tags":{},"properties":{"desired":[1,{"a":"\u00e9"}],"reported":2.5e3}}"#;
+        for line in [TWIN, odd] {
+            paths_agree(line);
+        }
+        let odd = RawTwin::parse(odd).unwrap();
+        assert!(!odd.is_object(&["properties", "desired"]));
+        assert!(odd.is_object(&["tags"]));
+    }
+
+    fn paths_agree(line: &str) {
+        let twin = RawTwin::parse(line).unwrap();
+        let full: Value = serde_json::from_str(line).unwrap();
         for path in [
             &["status"][..],
             &["tags"],

@@ -28,9 +28,11 @@ pub trait TwinLines {
 pub struct SnapshotLines<R> {
     reader: R,
     shown: String,
-    /// Bytes read after the last whole line.
-    pending: Vec<u8>,
-    /// Bytes of the source consumed before `pending`, for messages.
+    /// Read buffer, reused; its first `kept` bytes follow the last whole
+    /// line handed out.
+    block: Vec<u8>,
+    kept: usize,
+    /// Bytes of the source handed out, for messages.
     offset: usize,
     done: bool,
     /// Bytes read per batch.
@@ -48,33 +50,26 @@ impl<R: Read> SnapshotLines<R> {
         Self {
             reader,
             shown: shown.to_owned(),
-            pending: Vec::new(),
+            block: Vec::new(),
+            kept: 0,
             offset: 0,
             done: false,
             batch: batch.max(1),
         }
     }
-}
 
-impl<R: Read> TwinLines for SnapshotLines<R> {
-    fn shown(&self) -> &str {
-        &self.shown
-    }
-
-    fn fill(&mut self, buffer: &mut String) -> Result<bool, HubError> {
-        if self.done {
-            return Ok(false);
+    /// Reads into the block after `from` until `batch` more bytes are
+    /// there or the source ends; returns where the bytes end.
+    fn read_block(&mut self, from: usize) -> Result<usize, HubError> {
+        let end = from + self.batch;
+        if self.block.len() < end {
+            self.block.resize(end, 0);
         }
-        let mut block = std::mem::take(&mut self.pending);
-        let start = block.len();
-        block.resize(start + self.batch, 0);
-        let mut filled = start;
-        // Read until the block is full or the source ends, so that a batch
-        // is never cut short by a small read.
-        while filled < block.len() {
+        let mut filled = from;
+        while filled < end {
             match self
                 .reader
-                .read(block.get_mut(filled..).unwrap_or_default())
+                .read(self.block.get_mut(filled..end).unwrap_or_default())
             {
                 Ok(0) => {
                     self.done = true;
@@ -90,35 +85,55 @@ impl<R: Read> TwinLines for SnapshotLines<R> {
                 }
             }
         }
-        block.truncate(filled);
-        // Keep what follows the last newline for the next batch; at the end,
-        // the last line need not end in one.
-        let cut = if self.done {
-            block.len()
-        } else {
-            block
+        Ok(filled)
+    }
+}
+
+impl<R: Read> TwinLines for SnapshotLines<R> {
+    fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    fn fill(&mut self, buffer: &mut String) -> Result<bool, HubError> {
+        if self.done && self.kept == 0 {
+            return Ok(false);
+        }
+        let mut filled = self.kept;
+        let cut = loop {
+            if !self.done {
+                filled = self.read_block(filled)?;
+            }
+            // Hand out whole lines; at the end, the last need not end in a
+            // newline. A line longer than a block is read on until it ends.
+            let whole = self
+                .block
+                .get(..filled)
+                .unwrap_or_default()
                 .iter()
                 .rposition(|&byte| byte == b'\n')
-                .map_or(0, |at| at + 1)
+                .map(|at| at + 1);
+            match whole {
+                _ if self.done => break filled,
+                Some(cut) => break cut,
+                None => {}
+            }
         };
-        self.pending = block.split_off(cut);
-        if cut == 0 && !self.done {
-            // A line longer than a block: read on until it ends.
-            return self.fill(buffer);
-        }
-        let text = String::from_utf8(block).map_err(|error| HubError::Io {
+        let bytes = self.block.get(..cut).unwrap_or_default();
+        let text = std::str::from_utf8(bytes).map_err(|error| HubError::Io {
             path: self.shown.clone(),
             reason: format!(
                 "not UTF-8 (first bad byte at offset {})",
-                self.offset + error.utf8_error().valid_up_to()
+                self.offset + error.valid_up_to()
             ),
         })?;
-        self.offset += text.len();
-        buffer.push_str(&text);
-        if !buffer.ends_with('\n') && !buffer.is_empty() {
+        buffer.push_str(text);
+        if !buffer.is_empty() && !buffer.ends_with('\n') {
             buffer.push('\n');
         }
-        Ok(!self.done)
+        self.offset += cut;
+        self.block.copy_within(cut..filled, 0);
+        self.kept = filled - cut;
+        Ok(!(self.done && self.kept == 0))
     }
 }
 
@@ -166,5 +181,46 @@ impl TwinLines for HubLines<'_> {
             self.after = Some(last);
         }
         Ok(!self.done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SnapshotLines, TwinLines};
+    use crate::hub::HubError;
+
+    /// Every batch, as `fill` hands them out.
+    fn batches(bytes: &[u8], batch: usize) -> Result<Vec<String>, HubError> {
+        let mut lines = SnapshotLines::with_batch(bytes, "s.ndjson", batch);
+        let mut out = Vec::new();
+        loop {
+            let mut buffer = String::new();
+            let more = lines.fill(&mut buffer)?;
+            if !buffer.is_empty() {
+                out.push(buffer);
+            }
+            if !more {
+                return Ok(out);
+            }
+        }
+    }
+
+    #[test]
+    fn batches_end_on_whole_lines_whatever_their_size() {
+        let text = "a\nbbbbbbbbbbbb\n\ncc\nlast";
+        for batch in [1, 2, 3, 5, 64] {
+            let got = batches(text.as_bytes(), batch).unwrap();
+            assert!(got.iter().all(|b| b.ends_with('\n')), "{batch}: {got:?}");
+            assert_eq!(got.concat(), format!("{text}\n"), "{batch}");
+        }
+        assert!(batches(b"", 4).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_utf8_is_reported_at_its_offset() {
+        let Err(HubError::Io { reason, .. }) = batches(b"ok\nfine\n\xff\n", 3) else {
+            panic!("not UTF-8");
+        };
+        assert_eq!(reason, "not UTF-8 (first bad byte at offset 8)");
     }
 }

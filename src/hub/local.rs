@@ -275,8 +275,9 @@ impl LocalHub {
                 )
                 .map_err(|error| self.storage(&error))?;
             let mut more = true;
+            let mut buffer = String::new();
             while more {
-                let mut buffer = String::new();
+                buffer.clear();
                 more = lines.fill(&mut buffer)?;
                 let numbered: Vec<(usize, &str)> = buffer
                     .lines()

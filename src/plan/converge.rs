@@ -53,10 +53,7 @@ fn compare(
     properties: &[&String],
     updated_after: &mut dyn FnMut(&str) -> bool,
 ) -> Option<Convergence> {
-    let desired_is_object = twin
-        .text(&["properties", "desired"])
-        .is_some_and(|text| text.starts_with('{'));
-    if !desired_is_object {
+    if !twin.is_object(&["properties", "desired"]) {
         return Some(Convergence::Converged);
     }
     let mut pending = false;

@@ -31,7 +31,7 @@ use crate::compile::{Configuration, DesiredFleet, Setter, TwinTarget};
 use crate::diag::SourceMap;
 use crate::fleet::{Fleet, Twin, TwinFields};
 use crate::hub::{HubIdentity, TwinId};
-use crate::parallel::{PerThread, remember};
+use crate::parallel::{self, PerThread, remember};
 use crate::schema::{SchemaSet, WriteMode};
 use crate::validate::PolicySet;
 
@@ -337,12 +337,12 @@ enum Shape {
 #[derive(Default)]
 pub(crate) struct Memo {
     /// Ownership tag text → what it records.
-    ownership: HashMap<String, Option<Arc<Ownership>>>,
+    ownership: parallel::Memo<Option<Arc<Ownership>>>,
     /// Configuration, tag and live values → what becomes of the twin.
-    shapes: HashMap<String, Arc<Shape>>,
+    shapes: parallel::Memo<Arc<Shape>>,
     /// Desired and reported values of the managed properties → how they
     /// compare, when that needs no timestamps.
-    convergence: HashMap<String, Option<Convergence>>,
+    convergence: parallel::Memo<Option<Convergence>>,
     /// Configuration → the plan of a module to create.
     creates: HashMap<usize, (Arc<Vec<LeafChange>>, Arc<Value>)>,
     key: String,
@@ -482,7 +482,7 @@ impl Planner<'_> {
                 key.push('\u{0}');
             }
         }
-        if twin.text(&DESIRED).is_none() {
+        if !twin.is_object(&DESIRED) {
             key.push('-');
         }
         let known = if let Some(known) = memo.convergence.get(key.as_str()) {

@@ -69,9 +69,13 @@ pub fn plan(
     let mut errors = Vec::new();
     let mut order = Order::default();
     let mut carried = String::new();
+    // One buffer for every batch: the twins of a batch borrow from it.
+    let mut buffer = String::new();
     let mut first_line = 1;
     loop {
-        let mut buffer = std::mem::take(&mut carried);
+        buffer.clear();
+        buffer.push_str(&carried);
+        carried.clear();
         let more = lines.fill(&mut buffer)?;
         let batch = Batch::read(&buffer, first_line, lines.shown(), &mut errors);
         let Some(devices) = order.devices(&batch.twins) else {
