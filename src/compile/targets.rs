@@ -104,8 +104,7 @@ impl Targets {
     pub fn matching(&self, twin: &impl TwinFields, memo: &mut TargetMemo) -> Vec<PolicyId> {
         let mut matched = self.everywhere.clone();
         for (path, values) in &self.index {
-            let keys: Vec<&str> = path.iter().map(String::as_str).collect();
-            if let Some(Value::String(text)) = twin.value(&keys).as_deref()
+            if let Some(Value::String(text)) = twin.value(path).as_deref()
                 && let Some(ids) = values.get(text)
             {
                 matched.extend_from_slice(ids);
@@ -114,14 +113,8 @@ impl Targets {
         memo.answers.resize_with(self.groups.len(), Memo::default);
         for (group, answers) in self.groups.iter().zip(&mut memo.answers) {
             memo.key.clear();
-            let texts: Vec<Option<Cow<'_, str>>> = group
-                .paths
-                .iter()
-                .map(|path| {
-                    let keys: Vec<&str> = path.iter().map(String::as_str).collect();
-                    twin.text(&keys)
-                })
-                .collect();
+            let texts: Vec<Option<Cow<'_, str>>> =
+                group.paths.iter().map(|path| twin.text(path)).collect();
             for text in &texts {
                 // Absent and present are told apart by the marker.
                 match text {

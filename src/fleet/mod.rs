@@ -24,9 +24,9 @@ pub trait TwinFields {
     fn etag(&self) -> Option<&str>;
     /// The JSON text at `path`. Equal texts mean equal values (not always
     /// the other way round), so texts can key what is worked out from them.
-    fn text(&self, path: &[&str]) -> Option<Cow<'_, str>>;
+    fn text<K: AsRef<str>>(&self, path: &[K]) -> Option<Cow<'_, str>>;
     /// The value at `path`.
-    fn value(&self, path: &[&str]) -> Option<Cow<'_, Value>>;
+    fn value<K: AsRef<str>>(&self, path: &[K]) -> Option<Cow<'_, Value>>;
     /// Whether the value at `path` is an object.
     fn is_object(&self, path: &[&str]) -> bool;
 }
@@ -44,13 +44,13 @@ impl TwinFields for Twin {
         self.json.get("etag").and_then(Value::as_str)
     }
 
-    fn text(&self, path: &[&str]) -> Option<Cow<'_, str>> {
+    fn text<K: AsRef<str>>(&self, path: &[K]) -> Option<Cow<'_, str>> {
         self.value(path).map(|value| Cow::Owned(value.to_string()))
     }
 
-    fn value(&self, path: &[&str]) -> Option<Cow<'_, Value>> {
+    fn value<K: AsRef<str>>(&self, path: &[K]) -> Option<Cow<'_, Value>> {
         path.iter()
-            .try_fold(&self.json, |value, key| value.get(key))
+            .try_fold(&self.json, |value, key| value.get(key.as_ref()))
             .map(Cow::Borrowed)
     }
 
@@ -72,11 +72,11 @@ impl TwinFields for RawTwin<'_> {
         self.etag.as_deref()
     }
 
-    fn text(&self, path: &[&str]) -> Option<Cow<'_, str>> {
+    fn text<K: AsRef<str>>(&self, path: &[K]) -> Option<Cow<'_, str>> {
         RawTwin::text(self, path)
     }
 
-    fn value(&self, path: &[&str]) -> Option<Cow<'_, Value>> {
+    fn value<K: AsRef<str>>(&self, path: &[K]) -> Option<Cow<'_, Value>> {
         let text = RawTwin::text(self, path)?;
         serde_json::from_str(&text).ok().map(Cow::Owned)
     }

@@ -274,21 +274,21 @@ impl<'de> Visitor<'de> for SectionVisitor {
 
 impl<'a> Section<'a> {
     /// The text at `path` below this member.
-    fn text(&self, path: &[&str]) -> Option<Cow<'a, str>> {
+    fn text<K: AsRef<str>>(&self, path: &[K]) -> Option<Cow<'a, str>> {
         match (path.split_first(), self) {
             (None, Self::Object(members)) => Some(Cow::Owned(members.rebuilt())),
             (None, Self::Other(text)) => Some(Cow::Owned(text.clone())),
-            (Some((key, rest)), Self::Object(members)) => descend(members.get(key)?, rest),
+            (Some((key, rest)), Self::Object(members)) => descend(members.get(key.as_ref())?, rest),
             (Some(_), Self::Other(_)) => None,
         }
     }
 }
 
 /// The text at `path` below `raw`.
-fn descend<'a>(raw: &'a RawValue, path: &[&str]) -> Option<Cow<'a, str>> {
+fn descend<'a, K: AsRef<str>>(raw: &'a RawValue, path: &[K]) -> Option<Cow<'a, str>> {
     match path.split_first() {
         None => Some(Cow::Borrowed(raw.get())),
-        Some((key, rest)) => descend(Members::of(raw)?.get(key)?, rest),
+        Some((key, rest)) => descend(Members::of(raw)?.get(key.as_ref())?, rest),
     }
 }
 
@@ -403,20 +403,22 @@ impl<'a> RawTwin<'a> {
     /// `None` when nothing is there. `tags` and sections of `properties`
     /// asked for whole come back as written too.
     #[must_use]
-    pub fn text(&self, path: &[&str]) -> Option<Cow<'a, str>> {
+    pub fn text<K: AsRef<str>>(&self, path: &[K]) -> Option<Cow<'a, str>> {
         let (first, rest) = path.split_first()?;
-        match *first {
+        match first.as_ref() {
             "tags" if self.tags.is_some() => self.tags.as_ref()?.text(rest),
             "properties" if self.properties.is_some() => {
                 let properties = self.properties.as_ref()?;
                 if properties.null {
                     return rest.is_empty().then_some(Cow::Borrowed("null"));
                 }
-                match rest.split_first() {
-                    None => Some(Cow::Owned(properties.rebuilt())),
-                    Some((&"desired", below)) => properties.desired.as_ref()?.text(below),
-                    Some((&"reported", below)) => properties.reported.as_ref()?.text(below),
-                    Some((key, below)) => descend(properties.rest.get(key)?, below),
+                let Some((key, below)) = rest.split_first() else {
+                    return Some(Cow::Owned(properties.rebuilt()));
+                };
+                match key.as_ref() {
+                    "desired" => properties.desired.as_ref()?.text(below),
+                    "reported" => properties.reported.as_ref()?.text(below),
+                    key => descend(properties.rest.get(key)?, below),
                 }
             }
             key => descend(self.members.get(key)?, rest),
@@ -447,7 +449,9 @@ impl Properties<'_> {
         let sections = [("desired", &self.desired), ("reported", &self.reported)];
         let texts: Vec<(&str, String)> = sections
             .iter()
-            .filter_map(|(name, section)| Some((*name, section.as_ref()?.text(&[])?.into_owned())))
+            .filter_map(|(name, section)| {
+                Some((*name, section.as_ref()?.text::<&str>(&[])?.into_owned()))
+            })
             .collect();
         rebuilt(
             texts

@@ -287,7 +287,7 @@ impl Plan {
             Outcome::Unchanged(None | Some(Convergence::Converged), _) => self.unchanged += 1,
             Outcome::Unchanged(Some(class), id) => {
                 self.unchanged += 1;
-                self.lagging.entry(class).or_default().push(id);
+                self.lagging.entry(class).or_default().extend(id);
             }
             Outcome::Missing(id) => self.missing_modules.push(id),
         }
@@ -365,7 +365,9 @@ impl Memo {
 
 pub(crate) enum Outcome {
     Change(Box<TwinPlan>),
-    Unchanged(Option<Convergence>, TwinId),
+    /// Nothing to write; the twin's convergence, and its address when it
+    /// is lagging.
+    Unchanged(Option<Convergence>, Option<TwinId>),
     Missing(TwinId),
 }
 
@@ -437,7 +439,9 @@ impl Planner<'_> {
             Shape::Unchanged => {
                 let class =
                     (!wanted.is_empty()).then(|| Self::convergence(twin, wanted, &mut key, memo));
-                Outcome::Unchanged(class, id())
+                // Only a lagging twin is named in the plan.
+                let named = class.is_some_and(|class| class != Convergence::Converged);
+                Outcome::Unchanged(class, named.then(id))
             }
             Shape::Change {
                 action,
