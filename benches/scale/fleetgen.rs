@@ -1,14 +1,18 @@
-//! Deterministic generated fleets and policy sets for benchmarks.
+//! Deterministic generated fleets and policy sets for the benchmarks.
 //!
 //! Devices carry realistic tags (environment, site, hardware model, ring), a
 //! reported agent version and an `azureiotsecurity` module twin; policies
-//! overlap on tags, reported properties and status with distinct priorities
-//! wherever their targets can meet, so the set compiles without conflicts.
-//! Module twins carry the agent's full configuration (about 2 KB a device);
-//! [`in_states`] configures a share of the fleet with the policies first,
-//! drifting and lagging some of it, as a fleet under twinops looks.
+//! (10 to 1,000 of them) overlap on tags, reported properties and status with
+//! distinct priorities wherever their targets can meet, so a set compiles
+//! without conflicts. Module twins carry the agent's full configuration
+//! (about 2 KB a device); [`in_states`] configures a share of the fleet with
+//! the policies first, drifting and lagging some of it, as a fleet under
+//! twinops looks. Each device is drawn from its own seed, so a fleet can be
+//! generated a range of devices at a time.
 
 use std::fmt::Write as _;
+
+use crate::measure::Policies;
 
 const SEC: &str = "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration";
 const ENVIRONMENTS: [&str; 3] = ["production", "staging", "lab"];
@@ -57,6 +61,16 @@ impl Rng {
         Self(seed.max(1))
     }
 
+    /// The generator of item `index` of a stream seeded with `seed`: the
+    /// same whichever chunk the item is generated in (splitmix64 spreads
+    /// neighbouring indices apart).
+    pub(crate) fn for_item(seed: u64, index: usize) -> Self {
+        let mut mixed = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Self::new(mixed ^ (mixed >> 31))
+    }
+
     pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -79,11 +93,19 @@ impl Rng {
     }
 }
 
-/// NDJSON snapshot text of `devices` devices with their module twins.
-pub(crate) fn fleet(devices: usize, seed: u64) -> String {
-    let mut rng = Rng::new(seed);
-    let mut out = String::with_capacity(devices * 2200);
-    for index in 0..devices {
+/// The id of device `index`: zero-padded, so snapshots written in index
+/// order are sorted by device id, as the local hub exports them.
+pub(crate) fn device_id(index: usize) -> String {
+    format!("dev-{index:07}")
+}
+
+/// NDJSON snapshot text of the devices numbered `devices`, each with its
+/// module twin (one in twenty has none), in device id order. A device is the
+/// same whichever range it is generated in.
+pub(crate) fn fleet(devices: std::ops::Range<usize>, seed: u64) -> String {
+    let mut out = String::with_capacity(devices.len() * 2200);
+    for index in devices {
+        let mut rng = Rng::for_item(seed, index);
         let environment = rng.pick(&ENVIRONMENTS);
         let site = rng.pick(&SITES);
         let model = rng.pick(&MODELS);
@@ -95,7 +117,7 @@ pub(crate) fn fleet(devices: usize, seed: u64) -> String {
         } else {
             "enabled"
         };
-        let id = format!("dev-{site}-{index:07}");
+        let id = device_id(index);
         let _ = writeln!(
             out,
             r#"{{"deviceId":"{id}","etag":"AAAAAAAAAAE=","version":3,"status":"{status}","connectionState":"Disconnected","capabilities":{{"iotEdge":{edge}}},"tags":{{"environment":"{environment}","site":"{site}","hardware":{{"model":"{model}","revision":"r{r}"}},"ring":"{ring_name}"}},"properties":{{"desired":{{"$metadata":{{"$lastUpdated":"2026-01-01T00:00:00Z"}},"$version":1}},"reported":{{"agentVersion":"{version}","os":{{"name":"linux","kernel":"6.1.{k}"}},"$metadata":{{"$lastUpdated":"2026-01-01T00:00:00Z"}},"$version":4}}}}}}"#,
@@ -114,125 +136,151 @@ pub(crate) fn fleet(devices: usize, seed: u64) -> String {
     out
 }
 
-fn policy(out: &mut String, name: &str, priority: u32, target: &str, settings: &[(&str, String)]) {
-    let _ = writeln!(
-        out,
-        "---\napiVersion: twinops/v1\nkind: Policy\nname: {name}\npriority: {priority}\ntarget: \"{target}\"\nmodule: azureiotsecurity\ndesired:\n  {SEC}:"
-    );
-    for (key, value) in settings {
-        let _ = writeln!(out, "    {key}: {{ value: {value} }}");
+/// The share of devices with no module twin is one in twenty: twins per
+/// device, times twenty.
+const TWINS_PER_TWENTY_DEVICES: usize = 39;
+
+/// How many devices make about `twins` twins with their module twins.
+pub(crate) fn devices_for(twins: usize) -> usize {
+    (twins * 20).div_ceil(TWINS_PER_TWENTY_DEVICES).max(1)
+}
+
+/// One policy of a generated set, as its YAML document says it.
+#[derive(Clone)]
+pub(crate) struct Policy {
+    pub(crate) name: String,
+    pub(crate) priority: u32,
+    pub(crate) target: String,
+    /// Settings of the agent configuration: key and YAML value.
+    pub(crate) settings: Vec<(&'static str, String)>,
+}
+
+impl Policy {
+    /// Appends the policy as one YAML document.
+    pub(crate) fn write(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "---\napiVersion: twinops/v1\nkind: Policy\nname: {}\npriority: {}\ntarget: \"{}\"\nmodule: azureiotsecurity\ndesired:\n  {SEC}:",
+            self.name, self.priority, self.target
+        );
+        for (key, value) in &self.settings {
+            let _ = writeln!(out, "    {key}: {{ value: {value} }}");
+        }
     }
 }
 
-/// A policy set of `count` policies (at least 25) with overlapping targets.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one block per policy family, read top to bottom"
-)]
-pub(crate) fn policies(count: usize, devices: usize, seed: u64) -> String {
+/// `PTnM`: a duration of `n` minutes.
+pub(crate) fn minutes(n: u64) -> String {
+    format!("PT{n}M")
+}
+
+/// A policy set of `count` policies with overlapping targets, over a fleet
+/// of `devices` devices: families in the order baseline, environments,
+/// rings, old agents, edge gateways, sites, hardware models, then per-device
+/// exceptions, cut at `count`. Each family has its own priority, so targets
+/// that meet never tie.
+pub(crate) fn policy_set(count: usize, devices: usize, seed: u64) -> Vec<Policy> {
     let mut rng = Rng::new(seed ^ 0x5eed);
-    let mut out = String::new();
-    let minutes = |n: u64| format!("PT{n}M");
-    policy(
-        &mut out,
-        "baseline",
+    let policy = |name: String, priority, target: String, settings| Policy {
+        name,
+        priority,
+        target,
+        settings,
+    };
+    let mut set = vec![policy(
+        "baseline".into(),
         0,
-        "*",
-        &[
+        "*".into(),
+        vec![
             ("highPriorityMessageFrequency", minutes(7)),
             ("lowPriorityMessageFrequency", "PT5H".into()),
             ("maxLocalCacheSizeInBytes", "2560000".into()),
             ("maxMessageSizeInBytes", "204800".into()),
         ],
-    );
-    for (at, environment) in ENVIRONMENTS.iter().enumerate() {
-        let frequency = minutes(2 + at as u64 * 3);
-        policy(
-            &mut out,
-            &format!("env-{environment}"),
+    )];
+    for (at, environment) in (0_u64..).zip(ENVIRONMENTS) {
+        set.push(policy(
+            format!("env-{environment}"),
             10,
-            &format!("tags.environment = '{environment}'"),
-            &[
-                ("highPriorityMessageFrequency", frequency),
+            format!("tags.environment = '{environment}'"),
+            vec![
+                ("highPriorityMessageFrequency", minutes(2 + at * 3)),
                 (
                     "eventPriorityLogin",
                     if at == 0 { "High".into() } else { "Low".into() },
                 ),
             ],
-        );
+        ));
     }
+    for ring in RINGS {
+        let diagnostic = if ring == "canary" { "High" } else { "Low" };
+        set.push(policy(
+            format!("ring-{ring}"),
+            40,
+            format!("tags.ring = '{ring}' AND status = 'enabled'"),
+            vec![("eventPriorityDiagnostic", diagnostic.into())],
+        ));
+    }
+    set.push(policy(
+        "old-agents".into(),
+        50,
+        "properties.reported.agentVersion < '0.0.5'".into(),
+        vec![("aggregationEnabledProcessCreate", "false".into())],
+    ));
+    set.push(policy(
+        "edge-gateways".into(),
+        51,
+        "capabilities.iotEdge = true AND tags.environment IN ['production', 'staging']".into(),
+        vec![("maxLocalCacheSizeInBytes", "10485760".into())],
+    ));
     for site in SITES {
-        policy(
-            &mut out,
-            &format!("site-{site}"),
+        set.push(policy(
+            format!("site-{site}"),
             20,
-            &format!("tags.site = '{site}'"),
-            &[("snapshotFrequency", format!("PT{}H", 6 + rng.next() % 6))],
-        );
+            format!("tags.site = '{site}'"),
+            vec![("snapshotFrequency", format!("PT{}H", 6 + rng.next() % 6))],
+        ));
     }
     for model in MODELS {
-        policy(
-            &mut out,
-            &format!("hw-{model}"),
+        set.push(policy(
+            format!("hw-{model}"),
             30,
-            &format!("tags.hardware.model = '{model}'"),
-            &[(
+            format!("tags.hardware.model = '{model}'"),
+            vec![(
                 "maxMessageSizeInBytes",
                 (4096 * (20 + rng.next() % 40)).to_string(),
             )],
-        );
+        ));
     }
-    for ring in RINGS {
-        policy(
-            &mut out,
-            &format!("ring-{ring}"),
-            40,
-            &format!("tags.ring = '{ring}' AND status = 'enabled'"),
-            &[(
-                "eventPriorityDiagnostic",
-                if ring == "canary" {
-                    "High".into()
-                } else {
-                    "Low".into()
-                },
-            )],
-        );
-    }
-    policy(
-        &mut out,
-        "old-agents",
-        50,
-        "properties.reported.agentVersion < '0.0.5'",
-        &[("aggregationEnabledProcessCreate", "false".into())],
-    );
-    policy(
-        &mut out,
-        "edge-gateways",
-        51,
-        "capabilities.iotEdge = true AND tags.environment IN ['production', 'staging']",
-        &[("maxLocalCacheSizeInBytes", "10485760".into())],
-    );
-    let fixed = 1 + ENVIRONMENTS.len() + SITES.len() + MODELS.len() + RINGS.len() + 2;
-    for exception in 0..count.saturating_sub(fixed) {
+    for exception in 0..count.saturating_sub(set.len()) {
         let index = usize::try_from(rng.next() % devices.max(1) as u64).unwrap_or(0);
         let site = SITES
             .get(exception % SITES.len())
             .copied()
             .unwrap_or("ams1");
-        let priority = 100 + u32::try_from(exception).unwrap_or(0);
-        policy(
-            &mut out,
-            &format!("exception-{exception:03}"),
-            priority,
-            &format!(
-                "deviceId = 'dev-ams1-{index:07}' OR (tags.site = '{site}' AND tags.ring = 'canary' AND properties.reported.os.kernel = '6.1.{}')",
+        set.push(policy(
+            format!("exception-{exception:03}"),
+            100 + u32::try_from(exception).unwrap_or(0),
+            format!(
+                "deviceId = '{}' OR (tags.site = '{site}' AND tags.ring = 'canary' AND properties.reported.os.kernel = '6.1.{}')",
+                device_id(index),
                 exception % 90
             ),
-            &[(
+            vec![(
                 "highPriorityMessageFrequency",
                 minutes(1 + (exception as u64 % 5)),
             )],
-        );
+        ));
+    }
+    set.truncate(count);
+    set
+}
+
+/// [`policy_set`] as one YAML file.
+pub(crate) fn policies(count: usize, devices: usize, seed: u64) -> String {
+    let mut out = String::new();
+    for policy in policy_set(count, devices, seed) {
+        policy.write(&mut out);
     }
     out
 }
@@ -252,27 +300,12 @@ pub(crate) struct States {
 /// were (unconfigured, or without the module).
 pub(crate) fn in_states(
     fleet: &twinops::fleet::Fleet,
-    project: (
-        &twinops::diag::SourceMap,
-        &twinops::schema::SchemaSet,
-        &twinops::validate::PolicySet,
-    ),
+    policies: &Policies,
     states: &States,
     seed: u64,
 ) -> twinops::fleet::Fleet {
-    use twinops::plan::{self, Context, Origin};
-    let (sources, schemas, policies) = project;
-    let mut diags = twinops::diag::Diagnostics::new();
-    let desired = twinops::compile::fleet(policies, schemas, fleet, &mut diags);
-    let context = Context {
-        origin: Origin {
-            hub: None,
-            policy_set: plan::policy_set_digest(policies, schemas),
-            commit: None,
-        },
-        create_modules: false,
-    };
-    let mut configured = plan::diff(&desired, fleet, policies, schemas, sources, &context);
+    use twinops::plan;
+    let mut configured = policies.plan(fleet);
     let mut rng = Rng::new(seed ^ 0x0057_a7e5);
     configured
         .changes
