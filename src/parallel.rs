@@ -4,6 +4,8 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use rustc_hash::FxHashMap;
+
 /// One `T` per rayon thread, plus one for work done outside the pool.
 pub(crate) struct PerThread<T>(Vec<Mutex<T>>);
 
@@ -31,19 +33,43 @@ impl<T: Default> PerThread<T> {
     }
 }
 
-/// Entries a memo keeps before it starts again: twins that look alike are
-/// worked out once, and a fleet where none do cannot fill memory.
-pub(crate) const MEMO_ENTRIES: usize = 16_384;
+/// Results already worked out, by the text of what they depend on (a
+/// twin's configuration as JSON, say). Keys are hashed with a fast
+/// non-cryptographic hash and compared in full, so a result is never taken
+/// for another's. The memo holds at most a budget of key bytes and starts
+/// again when it is full, so that a fleet where no two twins look alike
+/// cannot fill memory.
+#[derive(Debug)]
+pub(crate) struct Memo<V> {
+    entries: FxHashMap<Box<str>, V>,
+    bytes: usize,
+}
 
-/// A memo keyed by text. Keys are long (a twin's configuration as JSON), so
-/// they are hashed with a fast non-cryptographic hash; they come from the
-/// user's own fleet, so hash flooding is no concern.
-pub(crate) type Memo<V> = rustc_hash::FxHashMap<String, V>;
-
-/// Inserts into a memo, emptying it first when it is full.
-pub(crate) fn remember<V>(memo: &mut Memo<V>, key: String, value: V) {
-    if memo.len() >= MEMO_ENTRIES {
-        memo.clear();
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Self {
+            entries: FxHashMap::default(),
+            bytes: 0,
+        }
     }
-    memo.insert(key, value);
+}
+
+/// Key bytes a memo holds before it starts again.
+const MEMO_BYTES: usize = 32 << 20;
+
+impl<V> Memo<V> {
+    /// The result remembered for `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&V> {
+        self.entries.get(key)
+    }
+
+    /// Remembers `value` for `key`, first forgetting everything when full.
+    pub(crate) fn remember(&mut self, key: &str, value: V) {
+        if self.bytes + key.len() > MEMO_BYTES {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += key.len();
+        self.entries.insert(key.into(), value);
+    }
 }

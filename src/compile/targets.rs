@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use crate::fleet::TwinFields;
-use crate::parallel::{Memo, remember};
+use crate::parallel::Memo;
 use crate::query::Condition;
 use crate::validate::{PolicyId, PolicySet};
 
@@ -126,7 +126,7 @@ impl Targets {
                 }
                 memo.key.push('\u{0}');
             }
-            if let Some(ids) = answers.get(memo.key.as_str()) {
+            if let Some(ids) = answers.get(&memo.key) {
                 matched.extend_from_slice(ids);
                 continue;
             }
@@ -138,7 +138,7 @@ impl Targets {
                 .map(|(id, _)| *id)
                 .collect();
             matched.extend_from_slice(&ids);
-            remember(answers, memo.key.clone(), ids);
+            answers.remember(&memo.key, ids);
         }
         matched.sort_unstable();
         matched.dedup();

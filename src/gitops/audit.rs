@@ -78,25 +78,12 @@ fn changed_leaves(
     before: Option<&Map<String, Value>>,
     after: Option<&Map<String, Value>>,
 ) -> Vec<String> {
-    let leaves = |desired: Option<&Map<String, Value>>| {
-        desired.map_or_else(BTreeMap::new, |desired| {
-            patch::leaves(Some(&Value::Object(desired.clone())), "")
-        })
-    };
-    let (before, after) = (leaves(before), leaves(after));
-    let mut changed: Vec<String> = before
-        .iter()
-        .filter(|(pointer, value)| after.get(*pointer) != Some(*value))
-        .map(|(pointer, _)| pointer.clone())
-        .chain(
-            after
-                .keys()
-                .filter(|pointer| !before.contains_key(*pointer))
-                .cloned(),
-        )
-        .collect();
-    changed.sort();
-    changed
+    let whole = |desired: Option<&Map<String, Value>>| desired.cloned().map(Value::Object);
+    let (before, after) = (whole(before), whole(after));
+    patch::changed_leaves(before.as_ref(), after.as_ref(), "")
+        .into_iter()
+        .map(|(pointer, _, _)| pointer)
+        .collect()
 }
 
 /// What going from `before` to `after` (two compilations of one fleet) does;

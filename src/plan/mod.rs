@@ -31,7 +31,7 @@ use crate::compile::{Configuration, DesiredFleet, Setter, TwinTarget};
 use crate::diag::SourceMap;
 use crate::fleet::{Fleet, Twin, TwinFields};
 use crate::hub::{HubIdentity, TwinId};
-use crate::parallel::{self, PerThread, remember};
+use crate::parallel::{self, PerThread};
 use crate::schema::{SchemaSet, WriteMode};
 use crate::validate::PolicySet;
 
@@ -318,6 +318,18 @@ struct Delta {
     managed: BTreeMap<String, String>,
 }
 
+/// The copy of `value` already in `memo`, or `value`, remembered.
+fn intern<T: Serialize>(memo: &mut parallel::Memo<Arc<T>>, value: Arc<T>) -> Arc<T> {
+    let Ok(text) = serde_json::to_string(&*value) else {
+        return value;
+    };
+    if let Some(known) = memo.get(&text) {
+        return Arc::clone(known);
+    }
+    memo.remember(&text, Arc::clone(&value));
+    value
+}
+
 /// What becomes of every twin with the same configuration, the same live
 /// values of the properties concerned and the same ownership tag.
 enum Shape {
@@ -343,12 +355,37 @@ pub(crate) struct Memo {
     /// Desired and reported values of the managed properties → how they
     /// compare, when that needs no timestamps.
     convergence: parallel::Memo<Option<Convergence>>,
+    /// Changed leaves and patches by their JSON text: twins that differ in
+    /// what a plan depends on often still change alike, and then share one.
+    changes: parallel::Memo<Arc<Vec<LeafChange>>>,
+    patches: parallel::Memo<Arc<Value>>,
     /// Configuration → the plan of a module to create.
     creates: HashMap<usize, (Arc<Vec<LeafChange>>, Arc<Value>)>,
     key: String,
 }
 
 impl Memo {
+    /// The shared copy of `shape`'s changes and patch.
+    fn interned(&mut self, shape: Shape) -> Shape {
+        let Shape::Change {
+            action,
+            drifted,
+            changes,
+            patch,
+        } = shape
+        else {
+            return shape;
+        };
+        let changes = intern(&mut self.changes, changes);
+        let patch = intern(&mut self.patches, patch);
+        Shape::Change {
+            action,
+            drifted,
+            changes,
+            patch,
+        }
+    }
+
     fn ownership(&mut self, tag: Option<&str>) -> Option<Arc<Ownership>> {
         let tag = tag?;
         if let Some(known) = self.ownership.get(tag) {
@@ -358,7 +395,7 @@ impl Memo {
             .ok()
             .and_then(|tag| Ownership::from_tag(&tag))
             .map(Arc::new);
-        remember(&mut self.ownership, tag.to_owned(), read.clone());
+        self.ownership.remember(tag, read.clone());
         read
     }
 }
@@ -415,20 +452,21 @@ impl Planner<'_> {
             key.push('=');
             key.push_str(live_text(property).as_deref().unwrap_or("-"));
         }
-        let shape = if let Some(shape) = memo.shapes.get(key.as_str()) {
+        let shape = if let Some(shape) = memo.shapes.get(&key) {
             Arc::clone(shape)
         } else {
             let current = |property: &str| twin.value(&["properties", "desired", property]);
             let old_tag = tag
                 .as_deref()
                 .and_then(|tag| serde_json::from_str::<Value>(tag).ok());
-            let shape = Arc::new(self.shape(
+            let shape = self.shape(
                 configured.map(|(_, c)| c),
                 wanted,
                 (recorded.as_deref(), old_tag.as_ref()),
                 &current,
-            ));
-            remember(&mut memo.shapes, key.clone(), Arc::clone(&shape));
+            );
+            let shape = Arc::new(memo.interned(shape));
+            memo.shapes.remember(&key, Arc::clone(&shape));
             shape
         };
         let id = || TwinId {
@@ -489,11 +527,11 @@ impl Planner<'_> {
         if !twin.is_object(&DESIRED) {
             key.push('-');
         }
-        let known = if let Some(known) = memo.convergence.get(key.as_str()) {
+        let known = if let Some(known) = memo.convergence.get(key) {
             *known
         } else {
             let known = converge::without_timestamps(twin, &managed);
-            remember(&mut memo.convergence, key.clone(), known);
+            memo.convergence.remember(key, known);
             known
         };
         known.unwrap_or_else(|| converge::classify(twin, &managed))
@@ -679,28 +717,22 @@ impl Planner<'_> {
         configuration: Option<&Configuration>,
     ) -> Vec<LeafChange> {
         let base = crate::load::join_pointer("", property);
-        let old = patch::leaves(before, &base);
-        let new = patch::leaves(after, &base);
-        let mut paths: Vec<&String> = old.keys().chain(new.keys()).collect();
-        paths.sort();
-        paths.dedup();
-        paths
+        patch::changed_leaves(before, after, &base)
             .into_iter()
-            .filter_map(|path| {
-                let (was, will) = (old.get(path), new.get(path));
+            .filter_map(|(path, was, will)| {
                 let op = match (was, will) {
                     (None, Some(_)) => Op::Add,
-                    (Some(a), Some(b)) if a != b => Op::Update,
+                    (Some(_), Some(_)) => Op::Update,
                     (Some(_), None) => Op::Remove,
-                    _ => return None,
+                    (None, None) => return None,
                 };
                 let reason = match (will, configuration) {
-                    (Some(_), Some(configuration)) => self.reason(configuration, path),
+                    (Some(_), Some(configuration)) => self.reason(configuration, &path),
                     (None, Some(_)) => Reason::Unset,
                     _ => Reason::Prune,
                 };
                 Some(LeafChange {
-                    path: path.clone(),
+                    path,
                     op,
                     before: was.cloned(),
                     after: will.cloned(),

@@ -89,6 +89,82 @@ pub fn whole(live: Option<&Value>, wanted: &Value) -> Value {
     }
 }
 
+/// One leaf that differs: its pointer, its value before and after.
+pub type LeafDiff<'v> = (String, Option<&'v Value>, Option<&'v Value>);
+
+/// The leaves (scalars, arrays and empty objects) under `pointer` that
+/// differ between `before` and `after`, sorted by pointer: what comparing
+/// their [`leaves`] gives, found by walking both values once.
+#[must_use]
+pub fn changed_leaves<'v>(
+    before: Option<&'v Value>,
+    after: Option<&'v Value>,
+    pointer: &str,
+) -> Vec<LeafDiff<'v>> {
+    let mut out = Vec::new();
+    walk_changes(before, after, pointer, &mut out);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn is_branch(value: &Value) -> bool {
+    value.as_object().is_some_and(|map| !map.is_empty())
+}
+
+fn walk_changes<'v>(
+    before: Option<&'v Value>,
+    after: Option<&'v Value>,
+    pointer: &str,
+    out: &mut Vec<LeafDiff<'v>>,
+) {
+    match (before, after) {
+        (Some(Value::Object(old)), Some(Value::Object(new)))
+            if !old.is_empty() && !new.is_empty() =>
+        {
+            for (key, value) in old {
+                walk_changes(Some(value), new.get(key), &join_pointer(pointer, key), out);
+            }
+            for (key, value) in new.iter().filter(|(key, _)| !old.contains_key(*key)) {
+                walk_changes(None, Some(value), &join_pointer(pointer, key), out);
+            }
+        }
+        (Some(old), Some(new)) if !is_branch(old) && !is_branch(new) => {
+            if old != new {
+                out.push((pointer.to_owned(), Some(old), Some(new)));
+            }
+        }
+        _ => {
+            // A leaf on one side and a branch (or nothing) on the other: no
+            // pointer is on both sides.
+            for side in [before, after].into_iter().enumerate() {
+                let (at, value) = side;
+                let mut found = Vec::new();
+                if let Some(value) = value {
+                    collect_borrowed(value, pointer.to_owned(), &mut found);
+                }
+                out.extend(found.into_iter().map(|(path, value)| {
+                    if at == 0 {
+                        (path, Some(value), None)
+                    } else {
+                        (path, None, Some(value))
+                    }
+                }));
+            }
+        }
+    }
+}
+
+fn collect_borrowed<'v>(value: &'v Value, pointer: String, out: &mut Vec<(String, &'v Value)>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, child) in map {
+                collect_borrowed(child, join_pointer(&pointer, key), out);
+            }
+        }
+        other => out.push((pointer, other)),
+    }
+}
+
 /// The leaves of `value` under `pointer`: scalars, arrays and empty objects.
 #[must_use]
 pub fn leaves(value: Option<&Value>, pointer: &str) -> BTreeMap<String, Value> {
@@ -116,7 +192,7 @@ fn collect(value: &Value, pointer: String, out: &mut BTreeMap<String, Value>) {
 mod tests {
     use serde_json::json;
 
-    use super::{is_in_effect, leaves, merge, merge_diff, whole};
+    use super::{changed_leaves, is_in_effect, leaves, merge, merge_diff, whole};
 
     #[test]
     fn merge_follows_rfc_7386() {
@@ -185,5 +261,41 @@ mod tests {
         let found = leaves(Some(&json!({"a": {"b": 1}, "e": {}})), "/p");
         assert_eq!(found.keys().collect::<Vec<_>>(), ["/p/a/b", "/p/e"]);
         assert!(leaves(None, "/p").is_empty());
+    }
+
+    /// The walk finds what comparing every leaf finds, in pointer order.
+    #[test]
+    fn changed_leaves_agree_with_comparing_all_leaves() {
+        let values = [
+            json!({"a": {"b": 1, "c": [1]}, "a-x": 2, "e": {}}),
+            json!({"a": {"b": 2}, "a-x": 2, "e": {"f": 1}, "g/h": null}),
+            json!({"a": 5, "e": {}}),
+            json!({"a": {}}),
+            json!(3),
+            json!({}),
+        ];
+        let mut options: Vec<Option<&serde_json::Value>> = values.iter().map(Some).collect();
+        options.push(None);
+        for before in &options {
+            for after in &options {
+                let (old, new) = (leaves(*before, "/p"), leaves(*after, "/p"));
+                let mut expected: Vec<_> = old
+                    .iter()
+                    .filter(|(path, value)| new.get(*path) != Some(*value))
+                    .map(|(path, value)| (path.clone(), Some(value), new.get(path)))
+                    .chain(
+                        new.iter()
+                            .filter(|(path, _)| !old.contains_key(*path))
+                            .map(|(path, value)| (path.clone(), None, Some(value))),
+                    )
+                    .collect();
+                expected.sort_by(|a, b| a.0.cmp(&b.0));
+                assert_eq!(
+                    changed_leaves(*before, *after, "/p"),
+                    expected,
+                    "{before:?} → {after:?}"
+                );
+            }
+        }
     }
 }
