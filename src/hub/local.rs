@@ -19,9 +19,13 @@
 //!   [`StoredTwin::tag_writes`], kept out of the JSON users see.
 //!
 //! Invariants: every module twin's device twin exists; every write is one
-//! `IMMEDIATE` transaction (read, `If-Match`, model, write), with WAL and
-//! `synchronous=FULL`, so a killed process leaves every twin before or after
-//! a write, never torn, and two processes on one file wait for each other
+//! `IMMEDIATE` transaction (read, `If-Match`, model, write) in SQLite's
+//! write-ahead log, so a killed process leaves every twin before or after
+//! a write, never torn. The log is synced at checkpoints, not at every
+//! commit (`synchronous=NORMAL`): a crash of the whole machine can roll the
+//! last writes back, whole, and the next plan then shows them again. A sync
+//! per write would cap a hub at a few thousand writes a second on common
+//! disks (measured in `BENCHMARKS.md`). Two processes on one file wait for each other
 //! (up to [`BUSY_TIMEOUT`]) rather than fail or lose an update. A file that
 //! is not a twinops hub is never written. The wall clock (for `$lastUpdated`)
 //! is read here and nowhere in the model.
@@ -146,7 +150,7 @@ impl LocalHub {
             )));
         }
         connection
-            .pragma_update(None, "synchronous", "FULL")
+            .pragma_update(None, "synchronous", "NORMAL")
             .map_err(|error| storage(&error))?;
         Ok(Self {
             path: shown,
