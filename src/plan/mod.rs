@@ -160,6 +160,7 @@ pub struct Origin {
 pub struct Plan {
     // Fields in alphabetical order (see `LeafChange`).
     /// Twins to change, by device then module.
+    #[serde(deserialize_with = "shared_twins")]
     pub changes: Vec<TwinPlan>,
     /// Unchanged managed twins whose devices have not caught up, by class
     /// (written by name).
@@ -171,6 +172,34 @@ pub struct Plan {
     pub origin: Origin,
     /// Targeted or managed twins that already match.
     pub unchanged: usize,
+}
+
+/// Twins read from a saved plan, sharing one copy of the changes and patch
+/// of twins that change alike, as when they were planned.
+fn shared_twins<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<TwinPlan>, D::Error> {
+    struct Twins;
+    impl<'de> serde::de::Visitor<'de> for Twins {
+        type Value = Vec<TwinPlan>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of twin plans")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<TwinPlan>, A::Error> {
+            let mut memo = Memo::default();
+            let mut twins = Vec::new();
+            while let Some(mut twin) = seq.next_element::<TwinPlan>()? {
+                twin.changes = intern(&mut memo.changes, twin.changes);
+                twin.patch = intern(&mut memo.patches, twin.patch);
+                twins.push(twin);
+            }
+            Ok(twins)
+        }
+    }
+    deserializer.deserialize_seq(Twins)
 }
 
 /// The lagging twins with their classes in the order of their names, as a
