@@ -60,13 +60,35 @@ impl Twinops {
         directory: Option<&Path>,
         args: &[String],
         runs: usize,
+        before: impl FnMut(),
+    ) -> Measured {
+        self.measure_into(directory, args, runs, before, None)
+    }
+
+    /// [`Self::measure`], with each run's stdout written to the file
+    /// `stdout` instead (the last run's is left there).
+    pub(crate) fn measure_saving_stdout(
+        &self,
+        args: &[String],
+        runs: usize,
+        stdout: &Path,
+    ) -> Measured {
+        self.measure_into(None, args, runs, || {}, Some(stdout))
+    }
+
+    fn measure_into(
+        &self,
+        directory: Option<&Path>,
+        args: &[String],
+        runs: usize,
         mut before: impl FnMut(),
+        stdout: Option<&Path>,
     ) -> Measured {
         let mut times = Vec::new();
         let mut peaks = Vec::new();
         for _ in 0..runs.max(1) {
             before();
-            let (seconds, peak) = self.run(directory, args);
+            let (seconds, peak) = self.run_into(directory, args, stdout);
             times.push(seconds);
             peaks.extend(peak);
         }
@@ -77,8 +99,22 @@ impl Twinops {
         }
     }
 
-    /// One run: its wall time in seconds, and its peak memory in MiB.
+    /// One run, stdout to /dev/null: its wall time in seconds, and its peak
+    /// memory in MiB.
     pub(crate) fn run(&self, directory: Option<&Path>, args: &[String]) -> (f64, Option<f64>) {
+        self.run_into(directory, args, None)
+    }
+
+    /// One run, stdout to the file `stdout` (default: /dev/null).
+    fn run_into(
+        &self,
+        directory: Option<&Path>,
+        args: &[String],
+        stdout: Option<&Path>,
+    ) -> (f64, Option<f64>) {
+        let stdout = stdout.map_or_else(Stdio::null, |path| {
+            Stdio::from(std::fs::File::create(path).expect("the stdout file is created"))
+        });
         let peak_file =
             std::env::temp_dir().join(format!("twinops-bench-{}.time", std::process::id()));
         let mut command = match &self.time {
@@ -99,7 +135,7 @@ impl Twinops {
             .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped());
         let started = Instant::now();
         let output = command.output().expect("twinops starts");

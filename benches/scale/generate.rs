@@ -1,10 +1,12 @@
-//! Section `generate`: one shared NDJSON snapshot and a project directory per
-//! policy count, written deterministically from a seed into a data set
-//! directory, and reused while its manifest names the same parameters.
+//! Section `generate`: per policy count, a project directory and an NDJSON
+//! snapshot of the same devices put in states by that project's own policy
+//! set, written deterministically from a seed into a data set directory, and
+//! reused while its manifest names the same parameters.
 //!
-//! The snapshot is written a chunk of devices at a time (generated, parsed,
-//! put in states with the smallest policy set, written), so memory stays
-//! bounded whatever the fleet size.
+//! The snapshots are written together a chunk of devices at a time (the
+//! chunk generated and parsed once, then put in states with each policy set
+//! and written to that set's snapshot), so memory stays bounded whatever the
+//! fleet size.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -18,7 +20,7 @@ use crate::measure::{self, Policies};
 
 /// Bumped whenever the generator's output changes, so old data sets are
 /// generated again.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 
 /// Devices generated, parsed and written at a time.
 const CHUNK_DEVICES: usize = 10_000;
@@ -33,16 +35,18 @@ const STATES: States = States {
     lagging: 0.05,
 };
 
-/// The policy count whose set puts the snapshot in [`STATES`].
-const STATE_POLICIES: usize = 10;
+/// The policy count whose set puts the preview's snapshot in [`STATES`].
+const PREVIEW_STATE_POLICIES: usize = 10;
 
 /// Seed of the policy sets (the fleet has its own).
 const POLICY_SEED: u64 = 42;
 
-/// A project directory: `twinops.toml` and `policies/`.
+/// A project directory (`twinops.toml` and `policies/`) and the snapshot
+/// its policy set put in [`STATES`].
 pub(crate) struct Project {
     pub(crate) policies: usize,
     pub(crate) directory: PathBuf,
+    pub(crate) snapshot: PathBuf,
 }
 
 impl Project {
@@ -51,12 +55,22 @@ impl Project {
     }
 }
 
-/// A generated data set: the snapshot and the projects planned against it.
+/// A generated data set: the projects and their snapshots, each of the same
+/// twins.
 pub(crate) struct DataSet {
     pub(crate) directory: PathBuf,
-    pub(crate) snapshot: PathBuf,
+    /// Twins in each snapshot.
     pub(crate) twins: usize,
+    /// In the order of the policy counts; the first is the smallest set.
     pub(crate) projects: Vec<Project>,
+}
+
+impl DataSet {
+    /// The project of the first policy count: the one the others are
+    /// divided by, and whose snapshot the baselines and the local hub read.
+    pub(crate) fn smallest(&self) -> &Project {
+        self.projects.first().expect("at least one policy set")
+    }
 }
 
 /// What the data set holds, as its manifest records it.
@@ -81,9 +95,9 @@ pub(crate) fn data_set(work: &Path, twins: usize, seed: u64, policy_counts: &[us
         .map(|&policies| Project {
             policies,
             directory: directory.join(format!("policies-{policies}")),
+            snapshot: directory.join(format!("snapshot-{policies}.ndjson")),
         })
         .collect();
-    let snapshot = directory.join("snapshot.ndjson");
     let written = if let Some(written) = reused(&manifest, &parameters) {
         println!(
             "  reused {} (generated in {:.1} s)",
@@ -98,7 +112,11 @@ pub(crate) fn data_set(work: &Path, twins: usize, seed: u64, policy_counts: &[us
         std::fs::create_dir_all(&directory).expect("the data set directory is created");
         let mut twins_written = 0;
         let seconds = measure::seconds(|| {
-            twins_written = snapshot_file(&snapshot, devices, seed);
+            let snapshots: Vec<(usize, &Path)> = projects
+                .iter()
+                .map(|project| (project.policies, project.snapshot.as_path()))
+                .collect();
+            twins_written = snapshot_files(&snapshots, devices, seed);
             for project in &projects {
                 write_project(project, devices);
             }
@@ -114,18 +132,25 @@ pub(crate) fn data_set(work: &Path, twins: usize, seed: u64, policy_counts: &[us
             seconds,
         }
     };
-    let megabytes = std::fs::metadata(&snapshot).map_or(0, |meta| meta.len() / 1_000_000);
     println!(
-        "  snapshot: {} twins ({devices} devices, {megabytes} MB), {:.0}% configured by the {STATE_POLICIES}-policy set ({:.0}% of those drifted, {:.0}% lagging)",
+        "  snapshots: {} twins each ({devices} devices), {:.0}% configured by the snapshot's own policy set ({:.0}% of those drifted, {:.0}% lagging)",
         written.twins,
         STATES.configured * 100.0,
         STATES.drifted * 100.0,
         STATES.lagging * 100.0
     );
-    println!("  projects: {} policies", counts.join(", "));
+    for project in &projects {
+        let megabytes =
+            std::fs::metadata(&project.snapshot).map_or(0, |meta| meta.len() / 1_000_000);
+        println!(
+            "  {} policies: {} ({megabytes} MB), project {}",
+            project.policies,
+            binary::arg(&project.snapshot),
+            binary::arg(&project.directory)
+        );
+    }
     DataSet {
         directory,
-        snapshot,
         twins: written.twins,
         projects,
     }
@@ -148,27 +173,48 @@ fn reused(manifest: &Path, parameters: &str) -> Option<Written> {
     })
 }
 
-/// Writes the snapshot of `devices` devices to `path`, a chunk at a time,
-/// in device id order; returns how many twins it holds.
+/// Writes the snapshot of `devices` devices to `path`, put in [`STATES`] by
+/// the preview's policy set; returns how many twins it holds.
 pub(crate) fn snapshot_file(path: &Path, devices: usize, seed: u64) -> usize {
-    let policies = Policies::load(fleetgen::policies(STATE_POLICIES, devices, POLICY_SEED));
-    let file = std::fs::File::create(path).expect("the snapshot file is created");
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut twins = 0;
+    snapshot_files(&[(PREVIEW_STATE_POLICIES, path)], devices, seed)
+}
+
+/// Writes a snapshot of the same `devices` devices per policy count and
+/// path, each put in [`STATES`] by its own count's policy set, a chunk at a
+/// time, in device id order; returns how many twins each holds.
+fn snapshot_files(snapshots: &[(usize, &Path)], devices: usize, seed: u64) -> usize {
+    let mut outputs: Vec<(Policies, std::io::BufWriter<std::fs::File>)> = snapshots
+        .iter()
+        .map(|&(count, path)| {
+            let policies = Policies::load(fleetgen::policies(count, devices, POLICY_SEED));
+            let file = std::fs::File::create(path).expect("the snapshot file is created");
+            (policies, std::io::BufWriter::with_capacity(1 << 20, file))
+        })
+        .collect();
+    let mut twins = vec![0; outputs.len()];
     for start in (0..devices).step_by(CHUNK_DEVICES) {
         let end = (start + CHUNK_DEVICES).min(devices);
         let text = fleetgen::fleet(start..end, seed);
         let generated = snapshot::parse("generated.ndjson", &text).expect("generated snapshot");
         drop(text);
         let chunk_seed = seed ^ (start as u64);
-        let fleet = fleetgen::in_states(&generated, &policies, &STATES, chunk_seed);
-        twins += snapshot::write(&fleet, &mut out).expect("the snapshot is written");
+        for ((policies, out), twins) in outputs.iter_mut().zip(&mut twins) {
+            let fleet = fleetgen::in_states(&generated, policies, &STATES, chunk_seed);
+            *twins += snapshot::write(&fleet, out).expect("the snapshot is written");
+        }
         if end.is_multiple_of(PROGRESS_DEVICES) {
             eprintln!("  generating: {end} of {devices} devices");
         }
     }
-    out.flush().expect("the snapshot is written");
-    twins
+    for (_, out) in &mut outputs {
+        out.flush().expect("the snapshot is written");
+    }
+    let first = twins.first().copied().unwrap_or(0);
+    assert!(
+        twins.iter().all(|&count| count == first),
+        "every snapshot holds the same twins: {twins:?}"
+    );
+    first
 }
 
 /// `twinops.toml` of a generated project: policies in `policies/`, only

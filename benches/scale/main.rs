@@ -7,10 +7,14 @@
 //! (`cargo test --bench scale -- --quick` is the smoke run CI can afford).
 //!
 //! Sections, in order; `--only` runs one and what it needs:
-//! - `generate`: the shared snapshot and a project per policy count
-//!   (`generate.rs`, with `fleetgen.rs`);
-//! - `parse`: the per-line parse baseline and floor (`plan.rs`);
-//! - `plan`: `twinops plan --fleet` per policy count (`plan.rs`);
+//! - `generate`: per policy count, a project and a snapshot of the same
+//!   devices put in states by that project's policies (`generate.rs`, with
+//!   `fleetgen.rs`);
+//! - `parse`: the per-line parse baseline and floor, over the smallest
+//!   set's snapshot (`plan.rs`);
+//! - `plan`: `twinops plan --fleet` per policy count, each of its own
+//!   snapshot, and a rollout: the smallest set's snapshot planned with the
+//!   next set (`plan.rs`);
 //! - `hub`: `twinops hub import`, then a plan from the local hub
 //!   (`plan.rs`);
 //! - `apply`: applies through the emulator, paced and unpaced
@@ -46,14 +50,14 @@ use clap::{Parser, ValueEnum};
 use binary::Twinops;
 use report::Report;
 
-/// Policy counts of the projects planned against the shared snapshot; the
-/// first is the one the others are divided by.
+/// Policy counts of the projects, each planned against its own snapshot;
+/// the first is the one the others are divided by.
 const POLICY_COUNTS: [usize; 3] = [10, 200, 1000];
 
 #[derive(Parser)]
 #[command(about = "twinops at fleet scale: every figure of issue 6 in one run")]
 struct Args {
-    /// Twins in the shared snapshot (devices and their module twins).
+    /// Twins in each generated snapshot (devices and their module twins).
     #[arg(long)]
     twins: Option<usize>,
     /// Runs of each figure; the median is printed.
@@ -250,7 +254,7 @@ fn print_machine(suite: &Suite) {
     );
     println!("work directory: {}", binary::arg(&suite.work));
     println!(
-        "sizes: {} twins in the shared snapshot, policies {:?}, {} run(s) a figure",
+        "sizes: {} twins in each snapshot, policies {:?}, {} run(s) a figure",
         suite.sizes.twins, POLICY_COUNTS, suite.runs
     );
 }

@@ -1,7 +1,8 @@
 //! Sections `parse`, `plan` and `hub`: the per-line parse passes over the
-//! shared snapshot (the baseline every plan is divided by, and the floor),
-//! then the real binary planning that snapshot with each policy set, and
-//! importing it into a local hub and planning from there.
+//! smallest set's snapshot (the baseline every plan is divided by, and the
+//! floor), then the real binary planning each policy set's own snapshot and
+//! the smallest set's snapshot with the next set (a rollout), and importing
+//! the smallest set's snapshot into a local hub and planning from there.
 
 use std::path::{Path, PathBuf};
 
@@ -27,14 +28,15 @@ pub(crate) struct Baselines {
 }
 
 pub(crate) fn parse(suite: &Suite, data: &DataSet, report: &mut Report) -> Baselines {
+    let snapshot = &data.smallest().snapshot;
     report::section(
-        "parse: the shared snapshot, line by line, in process",
+        &format!("parse: {}, line by line, in process", binary::arg(snapshot)),
         suite.runs,
     );
     let rerun = suite.rerun(Section::Parse);
     let value = measure::median_of(suite.runs, || {
         measure::seconds(|| {
-            measure::parse_lines::<serde_json::Value>(&data.snapshot);
+            measure::parse_lines::<serde_json::Value>(snapshot);
         })
     });
     report.figure(
@@ -48,7 +50,7 @@ pub(crate) fn parse(suite: &Suite, data: &DataSet, report: &mut Report) -> Basel
     );
     let floor = measure::median_of(suite.runs, || {
         measure::seconds(|| {
-            measure::parse_lines::<serde::de::IgnoredAny>(&data.snapshot);
+            measure::parse_lines::<serde::de::IgnoredAny>(snapshot);
         })
     });
     report.figure(
@@ -59,8 +61,8 @@ pub(crate) fn parse(suite: &Suite, data: &DataSet, report: &mut Report) -> Basel
     Baselines { value, floor }
 }
 
-/// Plans the snapshot with each project; returns the smallest set's plan
-/// time, in seconds.
+/// Plans each project's own snapshot, then the smallest set's snapshot
+/// with the next set; returns the smallest set's plan time, in seconds.
 pub(crate) fn from_snapshot(
     suite: &Suite,
     data: &DataSet,
@@ -69,42 +71,97 @@ pub(crate) fn from_snapshot(
 ) -> f64 {
     report::section("plan from the snapshot: twinops plan --fleet", suite.runs);
     let rerun = suite.rerun(Section::Plan);
-    let mut smallest: Option<f64> = None;
+    let smallest = data.smallest();
+    let mut smallest_seconds: Option<f64> = None;
     for project in &data.projects {
-        let args = project_args(
-            project,
-            &["plan", "--fleet", &binary::arg(&data.snapshot), "--out"],
-            &scratch(data).join(format!("plan-{}.json", project.policies)),
-        );
+        let args = snapshot_plan_args(data, project, &project.snapshot, "");
         let plan = suite.twinops.measure(None, &args, suite.runs, || {});
         let label = format!("plan, {} policies", project.policies);
         let figure =
             Figure::new(&label, Some(plan.seconds), Unit::Seconds).reproduce(&plan.command);
-        if let Some(smallest) = smallest {
-            report.figure(
-                figure
-                    .ratio(smallest, "the smallest set's plan")
-                    .ratio_target(Bound::AtMost, PLAN_OF_SMALLEST_SET),
-                &rerun,
-            );
+        let figure = if let Some(seconds) = smallest_seconds {
+            figure
+                .ratio(seconds, format!("the {}-policy plan", smallest.policies))
+                .ratio_target(Bound::AtMost, PLAN_OF_SMALLEST_SET)
         } else {
-            smallest = Some(plan.seconds);
-            report.figure(
-                figure
-                    .ratio(baselines.value, "the Value baseline")
-                    .ratio(baselines.floor, "the floor")
-                    .ratio_target(Bound::AtMost, PLAN_OF_BASELINE),
-                &rerun,
-            );
-            report.figure(
-                Figure::new(format!("{label}: peak memory"), plan.peak_mib, Unit::MiB)
-                    .target(Bound::AtMost, PLAN_PEAK_MIB)
-                    .reproduce(&plan.command),
-                &rerun,
-            );
-        }
+            smallest_seconds = Some(plan.seconds);
+            figure
+                .ratio(baselines.value, "the Value baseline")
+                .ratio(baselines.floor, "the floor")
+                .ratio_target(Bound::AtMost, PLAN_OF_BASELINE)
+        };
+        report.figure(figure, &rerun);
+        report.figure(
+            Figure::new(format!("{label}: peak memory"), plan.peak_mib, Unit::MiB)
+                .target(Bound::AtMost, PLAN_PEAK_MIB)
+                .reproduce(&plan.command),
+            &rerun,
+        );
     }
-    smallest.expect("at least one policy set")
+    if let Some(rollout) = data.projects.get(1) {
+        let args = snapshot_plan_args(data, rollout, &smallest.snapshot, "rollout-");
+        let stdout = scratch(data).join(format!("rollout-{}.txt", rollout.policies));
+        let plan = suite
+            .twinops
+            .measure_saving_stdout(&args, suite.runs, &stdout);
+        let counted = format!("{} | grep '^Plan:'", plan.command);
+        report.figure(
+            Figure::new(
+                format!(
+                    "rollout: the {}-policy fleet planned with {} policies (nearly every twin changes)",
+                    smallest.policies, rollout.policies
+                ),
+                Some(plan.seconds),
+                Unit::Seconds,
+            )
+            .ratio(baselines.value, "the Value baseline")
+            .reproduce(&plan.command),
+            &rerun,
+        );
+        report.figure(
+            Figure::new("rollout: peak memory", plan.peak_mib, Unit::MiB).reproduce(&plan.command),
+            &rerun,
+        );
+        report.figure(
+            Figure::new("rollout: twins to change", changed(&stdout), Unit::Twins)
+                .reproduce(counted),
+            &rerun,
+        );
+    }
+    smallest_seconds.expect("at least one policy set")
+}
+
+/// `plan --fleet SNAPSHOT --out` of `project`, into the scratch file
+/// `plan-{prefix}{policies}.json`.
+fn snapshot_plan_args(
+    data: &DataSet,
+    project: &Project,
+    snapshot: &Path,
+    prefix: &str,
+) -> Vec<String> {
+    project_args(
+        project,
+        &["plan", "--fleet", &binary::arg(snapshot), "--out"],
+        &scratch(data).join(format!("plan-{prefix}{}.json", project.policies)),
+    )
+}
+
+/// The twins a plan changes, from its summary line in the human output
+/// saved at `stdout` (`Plan: 1,234 twins to change, ...` or `No changes.`).
+fn changed(stdout: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(stdout).ok()?;
+    text.lines().rev().find_map(|line| {
+        if line.starts_with("No changes.") {
+            return Some(0.0);
+        }
+        let number = line.strip_prefix("Plan: ")?.split_whitespace().next()?;
+        Some(count(number.replace(',', "").parse().ok()?))
+    })
+}
+
+#[expect(clippy::cast_precision_loss, reason = "a figure needs no exact count")]
+fn count(twins: usize) -> f64 {
+    twins as f64
 }
 
 /// Imports the snapshot into a fresh local hub of the smallest project,
@@ -121,14 +178,13 @@ pub(crate) fn from_local_hub(
         suite.runs,
     );
     let rerun = suite.rerun(Section::Hub);
-    let project = data.projects.first().expect("at least one policy set");
+    let project = data.smallest();
     let database = project.directory.join("hub.db");
-    let import_args = project_args(project, &["hub", "import"], &data.snapshot);
+    let import_args = project_args(project, &["hub", "import"], &project.snapshot);
     let import = suite.twinops.measure(None, &import_args, suite.runs, || {
         remove_database(&database);
     });
-    #[expect(clippy::cast_precision_loss, reason = "a rate needs no exact count")]
-    let rate = data.twins as f64 / import.seconds;
+    let rate = count(data.twins) / import.seconds;
     let fresh_import = |figure: Figure| {
         figure
             .reproduce(format!("rm -f {}*", binary::arg(&database)))

@@ -10,6 +10,7 @@ pub(crate) enum Unit {
     Seconds,
     PerSecond,
     MiB,
+    Twins,
 }
 
 /// A figure divided by a baseline.
@@ -153,6 +154,7 @@ fn format_value(value: f64, unit: Unit) -> String {
         Unit::Seconds => format!("{value:.3} s"),
         Unit::PerSecond => format!("{value:.0}/s"),
         Unit::MiB => format!("{value:.0} MiB"),
+        Unit::Twins => format!("{value:.0} twins"),
     }
 }
 

@@ -129,6 +129,11 @@ pub fn plan(
             lines: errors,
         });
     }
+    tracing::debug!(
+        configurations = compiler.all().len(),
+        changes = plan.changes.len(),
+        "streamed plan: distinct compiled configurations, twins to change"
+    );
     compiler.finish(diags);
     Ok(Streamed::Plan(plan))
 }
