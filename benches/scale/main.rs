@@ -34,6 +34,11 @@
     reason = "a benchmark prints its figures and fails loudly"
 )]
 
+/// The allocator the `twinops` binary uses, for what this process runs
+/// itself (the emulator and the REST client of the apply section).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod apply;
 mod binary;
 mod fleetgen;

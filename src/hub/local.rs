@@ -337,13 +337,7 @@ impl LocalHub {
             }
         }
         if !bad.is_empty() {
-            let count = bad.len();
-            bad.truncate(snapshot::LISTED_ERRORS);
-            return Err(HubError::InvalidSnapshot {
-                path: lines.shown().to_owned(),
-                count,
-                lines: bad,
-            });
+            return Err(snapshot::invalid(lines.shown(), bad));
         }
         self.check_devices(&transaction)?;
         transaction.commit().map_err(|error| self.storage(&error))?;

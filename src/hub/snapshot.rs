@@ -12,7 +12,7 @@ use crate::hub::err::{HubError, SnapshotLineError};
 use crate::hub::json_kind;
 
 /// How many bad lines an error lists.
-pub(crate) const LISTED_ERRORS: usize = 20;
+const LISTED_ERRORS: usize = 20;
 
 /// One line's twin, keyed by device and (for a module twin) module id.
 pub(crate) type Keyed = ((String, Option<String>), Twin);
@@ -68,18 +68,23 @@ pub fn parse(path: &str, text: &str) -> Result<Fleet, HubError> {
         }
     }
     if !errors.is_empty() {
-        errors.sort_by_key(|error| error.line);
-        let count = errors.len();
-        errors.truncate(LISTED_ERRORS);
-        return Err(HubError::InvalidSnapshot {
-            path: path.to_owned(),
-            count,
-            lines: errors,
-        });
+        return Err(invalid(path, errors));
     }
     Ok(Fleet {
         devices: devices.into_values().collect(),
     })
+}
+
+/// The error for a snapshot with bad lines: how many, and the first ones.
+pub(crate) fn invalid(path: &str, mut errors: Vec<SnapshotLineError>) -> HubError {
+    errors.sort_by_key(|error| error.line);
+    let count = errors.len();
+    errors.truncate(LISTED_ERRORS);
+    HubError::InvalidSnapshot {
+        path: path.to_owned(),
+        count,
+        lines: errors,
+    }
 }
 
 fn twin_name((device_id, module_id): &(String, Option<String>)) -> String {

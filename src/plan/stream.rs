@@ -18,14 +18,11 @@ use crate::compile::{Compiler, TargetMemo, Targets};
 use crate::diag::{Diagnostics, SourceMap};
 use crate::fleet::RawTwin;
 use crate::hub::lines::TwinLines;
-use crate::hub::{HubError, SnapshotLineError};
+use crate::hub::{HubError, SnapshotLineError, snapshot};
 use crate::parallel::PerThread;
 use crate::plan::{Context, Memo, Outcome, Plan, Planner};
 use crate::schema::SchemaSet;
 use crate::validate::{PolicyId, PolicySet};
-
-/// How many bad lines an error lists.
-const LISTED_ERRORS: usize = 20;
 
 /// What a streamed plan came to.
 #[derive(Debug)]
@@ -120,14 +117,7 @@ pub fn plan(
         }
     }
     if !errors.is_empty() {
-        errors.sort_by_key(|error: &SnapshotLineError| error.line);
-        let count = errors.len();
-        errors.truncate(LISTED_ERRORS);
-        return Err(HubError::InvalidSnapshot {
-            path: lines.shown().to_owned(),
-            count,
-            lines: errors,
-        });
+        return Err(snapshot::invalid(lines.shown(), errors));
     }
     tracing::debug!(
         configurations = compiler.all().len(),
