@@ -55,7 +55,7 @@ impl<V> Default for Memo<V> {
 }
 
 /// Key bytes a memo holds before it starts again.
-const MEMO_BYTES: usize = 8 << 20;
+const MEMO_BYTES: usize = 32 << 20;
 
 impl<V> Memo<V> {
     /// The result remembered for `key`.
