@@ -131,7 +131,7 @@ pub(super) fn run(
         PlanFormat::Markdown => render::plan_markdown(io.out, &plan, &apply),
     })?;
     if let Some(path) = options.out {
-        environment::write_atomically_with(path, &mut |out| saved::write(&plan, out))?;
+        environment::write_atomically_with(path, &mut |out| saved::write_file(&plan, out))?;
         let _ = writeln!(
             io.err,
             "Saved the plan to `{}`; apply it with `{apply}`.",

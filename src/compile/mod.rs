@@ -4,8 +4,10 @@
 //! or module twin) their desired leaves merged in ascending priority
 //! ([`merge`]); `write: whole` objects completed with schema defaults; the
 //! merged value validated against its schema, its cross-field rules and IoT
-//! Hub's twin limits. Devices that match the same policies share one
-//! [`Configuration`], computed once. Errors about a merged value point at the
+//! Hub's twin limits. Targets are evaluated once per distinct input
+//! ([`targets`]); devices that match the same policies share one
+//! [`Configuration`], computed once by a [`Compiler`], which plans that
+//! stream a fleet use batch by batch. Errors about a merged value point at the
 //! policy leaves that produced it, name one affected device and count the
 //! rest. Pure.
 

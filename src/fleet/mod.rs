@@ -2,7 +2,9 @@
 //!
 //! Twins keep their full JSON (the wire shape of `reference/iothub-rest-api.md`
 //! §5.2) so that target conditions can read any field; devices are sorted by
-//! id, modules by module id.
+//! id, modules by module id. Large fleets are planned without holding them:
+//! [`RawTwin`] reads one line lightly, and [`TwinFields`] is what targets and
+//! plans read of either kind of twin.
 
 pub mod raw;
 

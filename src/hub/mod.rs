@@ -6,7 +6,8 @@
 //! embedded default) and [`rest`] (Azure IoT Hub, or the emulator, over
 //! HTTPS); [`AnyHub`] is whichever an environment names. [`model`] is the
 //! pure twin model both the local hub and the emulator keep, [`snapshot`]
-//! reads and writes NDJSON fleet snapshots, [`sas`] signs and checks shared
+//! reads and writes NDJSON fleet snapshots, [`lines`] hands out a snapshot's
+//! or a local hub's twins a batch of lines at a time, [`sas`] signs and checks shared
 //! access signatures, [`throttle`] paces requests, [`wire`] reads and writes
 //! IoT Hub's error bodies, and `err` holds the boundary's errors. Twins cross this
 //! boundary in IoT Hub's own JSON shape (`reference/iothub-rest-api.md` §5).

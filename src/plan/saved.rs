@@ -38,6 +38,41 @@ pub fn write(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     writeln!(out)
 }
 
+/// Writes a plan file: the same document compact, with the checksum last,
+/// so that the plan is serialised once, into the file and the checksum
+/// together. [`from_json`] reads either form.
+///
+/// # Errors
+/// When writing fails.
+pub fn write_file(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    write!(out, "{{\"format_version\":{FORMAT_VERSION},\"plan\":")?;
+    let mut tee = Tee {
+        digest: Sha256::new(),
+        out: &mut *out,
+    };
+    serde_json::to_writer(&mut tee, plan)?;
+    let checksum = crate::plan::ownership::hex(&tee.digest.finalize());
+    writeln!(out, ",\"checksum\":\"{checksum}\"}}")
+}
+
+/// A writer that feeds a digest and passes the bytes on.
+struct Tee<'o> {
+    digest: Sha256,
+    out: &'o mut dyn std::io::Write,
+}
+
+impl std::io::Write for Tee<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(bytes)?;
+        self.digest.update(bytes.get(..written).unwrap_or_default());
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// A saved plan's members, in the order a sorted JSON object has them.
 #[derive(serde::Serialize)]
 struct Document<'a> {
@@ -135,7 +170,7 @@ mod tests {
 
     use serde_json::json;
 
-    use super::{from_json, to_json, write};
+    use super::{from_json, to_json, write, write_file};
     use crate::hub::HubIdentity;
     use crate::hub::TwinId;
     use crate::plan::{
@@ -237,6 +272,12 @@ mod tests {
         write(&full, &mut written).unwrap();
         let expected = serde_json::to_string_pretty(&to_json(&full)).unwrap() + "\n";
         assert_eq!(String::from_utf8(written).unwrap(), expected);
-        assert_eq!(from_json("p.json", &expected, &hub("a")), Ok(full));
+        assert_eq!(from_json("p.json", &expected, &hub("a")), Ok(full.clone()));
+        let mut file = Vec::new();
+        write_file(&full, &mut file).unwrap();
+        let file = String::from_utf8(file).unwrap();
+        let document: serde_json::Value = serde_json::from_str(&file).unwrap();
+        assert_eq!(document, to_json(&full), "the same document, compact");
+        assert_eq!(from_json("p.json", &file, &hub("a")), Ok(full));
     }
 }

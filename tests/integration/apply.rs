@@ -712,7 +712,7 @@ fn saved_plans_for_another_hub_edited_truncated_or_from_a_snapshot_are_refused()
     );
 
     let text = std::fs::read_to_string(&plan).unwrap();
-    let edited = text.replacen("\"intervalSeconds\": 60", "\"intervalSeconds\": 61", 1);
+    let edited = text.replacen("\"intervalSeconds\":60", "\"intervalSeconds\":61", 1);
     assert_ne!(edited, text);
     here.write("edited.json", &edited);
     assert_plan_refused(
