@@ -184,10 +184,12 @@ fn main() {
     };
     sizes.twins = args.twins.unwrap_or(sizes.twins);
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    // Absolute, because some sections run the binary from other directories.
     let work = args
         .work_dir
         .clone()
         .unwrap_or_else(|| binary::target_dir().join("scale-bench"));
+    let work = std::path::absolute(&work).expect("the work directory has an absolute path");
     let twinops = Twinops::copied_into(&work);
     let size_args = format!(
         "{}--twins {} --runs {runs} --seed {}",
