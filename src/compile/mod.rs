@@ -662,7 +662,7 @@ impl Problem {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use crate::compile::{DesiredFleet, Setter, fleet as compile_fleet};
@@ -676,6 +676,12 @@ mod tests {
 
     /// Policies from YAML text (one file), validated against the bundled schemas.
     fn policies(yaml: &str) -> (PolicySet, SchemaSet) {
+        let (_, schemas, set) = project(yaml);
+        (set, schemas)
+    }
+
+    /// The same, with the source map the policies were read from.
+    pub(crate) fn project(yaml: &str) -> (SourceMap, SchemaSet, PolicySet) {
         let mut sources = SourceMap::new();
         let id: FileId = sources.add(SourceFile::from_text("p.yaml", yaml));
         let mut diags = Diagnostics::new();
@@ -691,7 +697,7 @@ mod tests {
             &mut diags,
         );
         assert!(!diags.has_errors(), "{:?}", diags.into_sorted());
-        (set, schemas)
+        (sources, schemas, set)
     }
 
     fn policy(name: &str, priority: i64, target: &str, desired: &serde_json::Value) -> String {

@@ -322,13 +322,8 @@ impl<'a> RawTwin<'a> {
     /// JSON, not an object, no string `deviceId`, `tags` or `properties` not
     /// objects, a `moduleId` that is not a string.
     pub fn parse(line: &'a str) -> Result<Self, String> {
-        let top: Shaped<TopBody<'a>> = serde_json::from_str(line).map_err(|error| {
-            let text = error.to_string();
-            let reason = text
-                .rsplit_once(" at line ")
-                .map_or(text.as_str(), |(reason, _)| reason);
-            format!("not valid JSON at column {}: {reason}", error.column())
-        })?;
+        let top: Shaped<TopBody<'a>> =
+            serde_json::from_str(line).map_err(|error| crate::hub::snapshot::not_json(&error))?;
         let top = match top {
             Shaped::Object(top) => top,
             Shaped::Null => return Err("line is not a JSON object (found null)".to_owned()),

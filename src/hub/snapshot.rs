@@ -94,15 +94,18 @@ fn twin_name((device_id, module_id): &(String, Option<String>)) -> String {
     }
 }
 
+/// A line that is not JSON, as snapshot errors word it.
+pub(crate) fn not_json(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let reason = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(reason, _)| reason);
+    format!("not valid JSON at column {}: {reason}", error.column())
+}
+
 /// One line → its twin, or what is wrong with it.
 pub(crate) fn parse_line(line: &str) -> Result<Keyed, String> {
-    let json: Value = serde_json::from_str(line).map_err(|error| {
-        let text = error.to_string();
-        let reason = text
-            .rsplit_once(" at line ")
-            .map_or(text.as_str(), |(reason, _)| reason);
-        format!("not valid JSON at column {}: {reason}", error.column())
-    })?;
+    let json: Value = serde_json::from_str(line).map_err(|error| not_json(&error))?;
     if !json.is_object() {
         return Err(format!(
             "line is not a JSON object (found {})",

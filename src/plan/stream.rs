@@ -327,33 +327,14 @@ mod tests {
 
     use super::{Project, Streamed, plan};
     use crate::compile;
-    use crate::diag::{Diagnostics, SourceFile, SourceMap};
+    use crate::compile::tests::project;
+    use crate::diag::Diagnostics;
     use crate::fleet::Fleet;
     use crate::hub::lines::SnapshotLines;
     use crate::hub::snapshot;
-    use crate::load;
     use crate::plan::{self as planning, Context, Origin};
-    use crate::schema::{PolicySchema, SchemaSet};
-    use crate::validate::{self, PolicySet, Unschematized};
-
-    fn project(yaml: &str) -> (SourceMap, SchemaSet, PolicySet) {
-        let mut sources = SourceMap::new();
-        let id = sources.add(SourceFile::from_text("p.yaml", yaml.to_owned()));
-        let mut diags = Diagnostics::new();
-        let schemas = SchemaSet::build(&[], &mut diags);
-        let file = sources.get(id).unwrap();
-        let documents =
-            load::documents(&[(id, file)], &PolicySchema::bundled().unwrap(), &mut diags);
-        let set = validate::policies(
-            documents,
-            &schemas,
-            Unschematized::Allow,
-            &sources,
-            &mut diags,
-        );
-        assert!(!diags.has_errors(), "{:?}", diags.into_sorted());
-        (sources, schemas, set)
-    }
+    use crate::schema::SchemaSet;
+    use crate::validate::PolicySet;
 
     fn policy(
         name: &str,
