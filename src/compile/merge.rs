@@ -4,6 +4,7 @@
 //! priority that disagree on a leaf (or on whether it is a leaf) conflict.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use serde_json::{Map, Value};
 
@@ -20,7 +21,7 @@ pub enum Setter {
 }
 
 /// Where a compiled leaf came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// Who set the value.
     pub setter: Setter,
@@ -187,28 +188,54 @@ fn dedup_keep_order(ids: &mut Vec<PolicyId>) {
     ids.retain(|id| seen.insert(*id));
 }
 
-/// Adds the leaves of `defaults` (top-level keys of the object at `base`)
-/// that no policy set, attributed to `schema`.
-pub fn fill_defaults(
-    result: &mut BTreeMap<String, Entry>,
-    base: &str,
-    defaults: &Map<String, Value>,
-    schema: &str,
-) {
-    for (key, default) in defaults {
-        let pointer = crate::load::join_pointer(base, key);
-        if result.contains_key(&pointer) || descendants(result, &pointer).next().is_some() {
+/// A `whole` schema's defaults, flattened once: per top-level key of the
+/// object they complete, its pointer and its leaves.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    schema: String,
+    /// (pointer of the key, the same followed by `/`, the leaves below).
+    keys: Vec<(String, String, Vec<Leaf>)>,
+}
+
+impl Defaults {
+    /// The defaults (top-level keys of the object at `base`) of `schema`.
+    #[must_use]
+    pub fn new(base: &str, defaults: &Map<String, Value>, schema: &str) -> Self {
+        let keys = defaults
+            .iter()
+            .map(|(key, default)| {
+                let pointer = crate::load::join_pointer(base, key);
+                let mut leaves = Vec::new();
+                flatten(default, pointer.clone(), &mut leaves);
+                let below = format!("{pointer}/");
+                (pointer, below, leaves)
+            })
+            .collect();
+        Self {
+            schema: schema.to_owned(),
+            keys,
+        }
+    }
+}
+
+/// Adds the leaves of `defaults` that no policy set (at, above or below
+/// their key), attributed to their schema.
+pub fn fill_defaults(result: &mut BTreeMap<String, Entry>, defaults: &Defaults) {
+    for (pointer, below, leaves) in &defaults.keys {
+        let set_below = result
+            .range::<str, _>((Bound::Included(below.as_str()), Bound::Unbounded))
+            .next()
+            .is_some_and(|(key, _)| key.starts_with(below.as_str()));
+        if result.contains_key(pointer) || set_below {
             continue;
         }
-        let mut leaves = Vec::new();
-        flatten(default, pointer, &mut leaves);
         for leaf in leaves {
             result.insert(
-                leaf.pointer,
+                leaf.pointer.clone(),
                 Entry {
-                    value: leaf.value,
+                    value: leaf.value.clone(),
                     origin: Origin {
-                        setter: Setter::Default(schema.to_owned()),
+                        setter: Setter::Default(defaults.schema.clone()),
                         overrode: Vec::new(),
                     },
                 },
@@ -238,25 +265,4 @@ pub fn tree(result: &BTreeMap<String, Entry>) -> Map<String, Value> {
         Value::Object(map) => map,
         _ => Map::new(),
     }
-}
-
-/// The origin that best explains `pointer`: its own leaf, else the first
-/// leaf below it, else the nearest leaf above it.
-#[must_use]
-pub fn origin_of<'r>(
-    result: &'r BTreeMap<String, Entry>,
-    pointer: &str,
-) -> Option<(&'r str, &'r Origin)> {
-    if let Some((key, entry)) = result.get_key_value(pointer) {
-        return Some((key, &entry.origin));
-    }
-    if let Some((key, entry)) = descendants(result, pointer).next() {
-        return Some((key, &entry.origin));
-    }
-    ancestors(pointer)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .find_map(|ancestor| result.get_key_value(ancestor))
-        .map(|(key, entry)| (key.as_str(), &entry.origin))
 }

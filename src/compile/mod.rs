@@ -14,12 +14,15 @@
 mod err;
 pub mod limits;
 pub mod merge;
+pub mod shared;
 pub mod targets;
 
 pub use err::CompileError;
 pub use merge::{Origin, Setter};
+pub use shared::{Desired, Provenance};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde_json::{Map, Value};
@@ -28,10 +31,12 @@ use crate::diag::{Diagnostic, Diagnostics, Severity, Span};
 use crate::fleet::Fleet;
 use crate::load::join_pointer;
 use crate::parallel::PerThread;
-use crate::schema::{Completeness, Rule, SchemaSet, Violation, WriteMode};
+use crate::schema::{Completeness, Rule, SchemaSet, TwinSchema, Violation, WriteMode};
 use crate::validate::{PolicyId, PolicySet};
 
-use merge::{Conflict, Entry};
+use merge::{Conflict, Defaults, Entry};
+use rustc_hash::FxHashMap;
+use shared::{Check, Pool};
 pub use targets::{TargetMemo, Targets};
 
 /// One distinct compiled result for one twin, shared by every twin whose
@@ -42,10 +47,11 @@ pub struct Configuration {
     pub module: Option<String>,
     /// The policies merged into it, by ascending priority.
     pub policies: Vec<PolicyId>,
-    /// The desired properties twinops manages, as they should be.
-    pub desired: Map<String, Value>,
+    /// The desired properties twinops manages, as they should be (shared
+    /// by the configurations that compile to the same value).
+    pub desired: Arc<Desired>,
     /// Per leaf (pointer below desired): who set it and whom it overrode.
-    pub provenance: BTreeMap<String, Origin>,
+    pub provenance: Provenance,
     /// Whether a contributing policy asks for missing modules to be created.
     pub create_modules: bool,
 }
@@ -132,15 +138,19 @@ pub struct Compiler<'p> {
     policies: &'p PolicySet,
     schemas: &'p SchemaSet,
     /// Matched policies → the configurations of the twins they configure.
-    by_match: HashMap<Vec<PolicyId>, Vec<usize>>,
+    by_match: FxHashMap<Vec<PolicyId>, Vec<usize>>,
     /// (module, policies) → configuration.
-    by_twin: HashMap<TwinPolicies, usize>,
+    by_twin: FxHashMap<TwinPolicies, usize>,
     /// Per configuration: its twin and policies, the result, its problems
     /// and the devices it was given to.
     twins: Vec<TwinPolicies>,
     configurations: Vec<Configuration>,
     problems: Vec<Vec<Problem>>,
     affected: Vec<Affected>,
+    /// The distinct values and leaf origins compiled so far.
+    pool: Pool,
+    /// Per `whole` schema, by name: its defaults.
+    defaults: FxHashMap<String, Defaults>,
 }
 
 /// The devices a configuration was given to, for its problems' messages.
@@ -159,12 +169,26 @@ impl<'p> Compiler<'p> {
         Self {
             policies,
             schemas,
-            by_match: HashMap::new(),
-            by_twin: HashMap::new(),
+            by_match: FxHashMap::default(),
+            by_twin: FxHashMap::default(),
             twins: Vec::new(),
             configurations: Vec::new(),
             problems: Vec::new(),
             affected: Vec::new(),
+            pool: Pool::default(),
+            defaults: schemas
+                .iter()
+                .filter(|schema| schema.write == WriteMode::Whole)
+                .filter_map(|schema| {
+                    let property = schema.property.as_deref()?;
+                    let defaults = Defaults::new(
+                        &join_pointer("", property),
+                        &schema.defaults(),
+                        &schema.name,
+                    );
+                    Some((schema.name.clone(), defaults))
+                })
+                .collect(),
         }
     }
 
@@ -188,14 +212,39 @@ impl<'p> Compiler<'p> {
             self.by_match.insert(ids.to_vec(), configurations);
         }
         let (policies, schemas) = (self.policies, self.schemas);
+        let known = (&self.pool, &self.defaults);
         let compiled: Vec<Compiled> = fresh
             .par_iter()
-            .map(|(module, ids)| configure(policies, schemas, module.as_deref(), ids))
+            .map(|(module, ids)| configure(policies, schemas, known, module.as_deref(), ids))
             .collect();
-        for (twin, compiled) in fresh.into_iter().zip(compiled) {
-            self.twins.push(twin);
-            self.configurations.push(compiled.configuration);
-            self.problems.push(compiled.problems);
+        for ((module, ids), compiled) in fresh.into_iter().zip(compiled) {
+            let desired = match compiled.value {
+                DesiredValue::Known(desired) => desired,
+                DesiredValue::Fresh { key, value, checks } => {
+                    self.pool.add_value(key, value, checks)
+                }
+            };
+            let provenance = self.pool.provenance(compiled.leaves);
+            let mut problems: Vec<Problem> = compiled
+                .conflicts
+                .into_iter()
+                .map(Problem::Conflict)
+                .collect();
+            problems.extend(
+                desired
+                    .checks
+                    .iter()
+                    .map(|check| Problem::explained(check, &provenance)),
+            );
+            self.configurations.push(Configuration {
+                module: module.clone(),
+                policies: ids.clone(),
+                desired,
+                provenance,
+                create_modules: compiled.create_modules,
+            });
+            self.twins.push((module, ids));
+            self.problems.push(problems);
             self.affected.push(Affected::default());
         }
     }
@@ -323,9 +372,23 @@ fn split_by_twin(policies: &PolicySet, ids: &[PolicyId]) -> Vec<TwinPolicies> {
     groups.into_iter().collect()
 }
 
+/// One configuration, compiled but not yet shared.
 struct Compiled {
-    configuration: Configuration,
-    problems: Vec<Problem>,
+    value: DesiredValue,
+    /// Every leaf's origin, in pointer order.
+    leaves: Vec<(String, Origin)>,
+    conflicts: Vec<Conflict>,
+    create_modules: bool,
+}
+
+/// A configuration's desired value: one compiled before, or a new one.
+enum DesiredValue {
+    Known(Arc<Desired>),
+    Fresh {
+        key: Vec<u8>,
+        value: Map<String, Value>,
+        checks: Vec<Check>,
+    },
 }
 
 /// A problem of one configuration, before it is tied to devices.
@@ -346,15 +409,16 @@ enum Problem {
     },
 }
 
-/// Merges, completes and checks one twin's configuration.
+/// Merges and completes one twin's configuration; builds and checks its
+/// value unless `pool` holds it already.
 fn configure(
     policies: &PolicySet,
     schemas: &SchemaSet,
+    (pool, defaults): (&Pool, &FxHashMap<String, Defaults>),
     module: Option<&str>,
     ids: &[PolicyId],
 ) -> Compiled {
     let (mut result, conflicts) = merge::layer(policies, ids);
-    let mut problems: Vec<Problem> = conflicts.into_iter().map(Problem::Conflict).collect();
     let properties: Vec<String> = {
         let mut names: Vec<String> = result
             .keys()
@@ -368,43 +432,65 @@ fn configure(
         match schemas.governing(module, property) {
             Some(schema) if schema.property.is_none() => flat_schema = Some(schema),
             Some(schema) if schema.write == WriteMode::Whole => {
-                merge::fill_defaults(
-                    &mut result,
-                    &join_pointer("", property),
-                    &schema.defaults(),
-                    &schema.name,
-                );
+                if let Some(defaults) = defaults.get(&schema.name) {
+                    merge::fill_defaults(&mut result, defaults);
+                }
             }
             _ => {}
         }
     }
-    let desired = merge::tree(&result);
-    let explain = |pointer: &str| {
-        merge::origin_of(&result, pointer).map(|(at, origin)| (at.to_owned(), origin.clone()))
+    let key = shared::value_key(module, &result);
+    let value = if let Some(known) = pool.value(&key) {
+        DesiredValue::Known(Arc::clone(known))
+    } else {
+        let value = merge::tree(&result);
+        let checks = check(schemas, module, flat_schema, &value);
+        DesiredValue::Fresh { key, value, checks }
     };
-    let mut check = |base: String, schema: &crate::schema::TwinSchema, value: &Value| {
+    let create_modules = ids
+        .iter()
+        .filter_map(|&id| policies.get(id))
+        .any(|policy| policy.create_modules);
+    Compiled {
+        value,
+        leaves: result
+            .into_iter()
+            .map(|(pointer, Entry { origin, .. })| (pointer, origin))
+            .collect(),
+        conflicts,
+        create_modules,
+    }
+}
+
+/// What the schemas governing `desired`, their rules and IoT Hub's limits
+/// find wrong with it.
+fn check(
+    schemas: &SchemaSet,
+    module: Option<&str>,
+    flat_schema: Option<&TwinSchema>,
+    desired: &Map<String, Value>,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut check = |base: String, schema: &TwinSchema, value: &Value| {
         for mut violation in schema.violations(value, Completeness::Whole) {
             violation.pointer = format!("{base}{}", violation.pointer);
             violation.cause = violation.cause.map(|cause| format!("{base}{cause}"));
-            let origin = explain(violation.cause.as_deref().unwrap_or(&violation.pointer));
-            problems.push(Problem::Violation { violation, origin });
+            checks.push(Check::Violation(violation));
         }
         for rule in &schema.rules {
             if rule.is_broken(value) {
                 let side = |pointer: &str| {
-                    let full = format!("{base}{pointer}");
-                    let value = value.pointer(pointer).cloned().unwrap_or(Value::Null);
-                    explain(&full).map(|(at, origin)| (at, origin, value))
+                    let found = value.pointer(pointer).cloned().unwrap_or(Value::Null);
+                    (format!("{base}{pointer}"), found)
                 };
-                problems.push(Problem::Rule {
+                checks.push(Check::Rule {
                     rule: rule.clone(),
-                    left: side(&rule.left),
-                    right: rule.right.as_deref().and_then(side),
+                    sides: [Some(side(&rule.left)), rule.right.as_deref().map(side)],
                 });
             }
         }
     };
-    for (property, value) in &desired {
+    for (property, value) in desired {
         if let Some(schema) = schemas
             .governing(module, property)
             .filter(|s| s.property.is_some())
@@ -415,30 +501,8 @@ fn configure(
     if let Some(schema) = flat_schema {
         check(String::new(), schema, &Value::Object(desired.clone()));
     }
-    for problem in limits::check(&desired) {
-        // Point at the offending node itself (a key, a list item), with the
-        // setter of the nearest leaf.
-        let origin = merge::origin_of(&result, &problem.pointer)
-            .map(|(_, origin)| (problem.pointer.clone(), origin.clone()));
-        problems.push(Problem::Limit { problem, origin });
-    }
-    let create_modules = ids
-        .iter()
-        .filter_map(|&id| policies.get(id))
-        .any(|policy| policy.create_modules);
-    Compiled {
-        configuration: Configuration {
-            module: module.map(str::to_owned),
-            policies: ids.to_vec(),
-            provenance: result
-                .into_iter()
-                .map(|(pointer, Entry { origin, .. })| (pointer, origin))
-                .collect(),
-            desired,
-            create_modules,
-        },
-        problems,
-    }
+    checks.extend(limits::check(desired).into_iter().map(Check::Limit));
+    checks
 }
 
 /// Where a problem occurs: the twin's policies and the affected devices.
@@ -629,6 +693,40 @@ impl Occurrence<'_> {
 }
 
 impl Problem {
+    /// A value's problem, with the leaves behind it and who set them.
+    fn explained(check: &Check, provenance: &Provenance) -> Self {
+        let explain = |pointer: &str| {
+            provenance
+                .explain(pointer)
+                .map(|(at, origin)| (at.to_owned(), origin.clone()))
+        };
+        match check {
+            Check::Violation(violation) => Problem::Violation {
+                violation: violation.clone(),
+                origin: explain(violation.cause.as_deref().unwrap_or(&violation.pointer)),
+            },
+            Check::Rule { rule, sides } => {
+                let [left, right] = sides.clone().map(|side| {
+                    side.and_then(|(pointer, value)| {
+                        explain(&pointer).map(|(at, origin)| (at, origin, value))
+                    })
+                });
+                Problem::Rule {
+                    rule: rule.clone(),
+                    left,
+                    right,
+                }
+            }
+            // Point at the offending node itself (a key, a list item), with
+            // the setter of the nearest leaf.
+            Check::Limit(problem) => Problem::Limit {
+                problem: problem.clone(),
+                origin: explain(&problem.pointer)
+                    .map(|(_, origin)| (problem.pointer.clone(), origin)),
+            },
+        }
+    }
+
     fn diagnostic(&self, at: &Occurrence<'_>) -> Diagnostic {
         match self {
             Problem::Conflict(conflict) => at.conflict(conflict),
@@ -742,15 +840,22 @@ pub(crate) mod tests {
         assert!(diags.is_empty());
         let configuration = &desired.configurations[0];
         assert_eq!(
-            configuration.desired["cfg"],
+            configuration.desired.value["cfg"],
             json!({"a": 1, "b": [3], "c": {"x": 1, "y": 2}})
         );
         let names: Vec<_> = configuration.policies.clone();
         assert_eq!(names.len(), 2);
-        let b = &configuration.provenance["/cfg/b"];
+        let b = configuration.provenance.get("/cfg/b").unwrap();
         assert_eq!(b.setter, Setter::Policy(1));
         assert_eq!(b.overrode, vec![0]);
-        assert!(configuration.provenance["/cfg/a"].overrode.is_empty());
+        assert!(
+            configuration
+                .provenance
+                .get("/cfg/a")
+                .unwrap()
+                .overrode
+                .is_empty()
+        );
     }
 
     #[test]
@@ -762,9 +867,12 @@ pub(crate) mod tests {
         .join("---\n");
         let (desired, _) = compile(&yaml, &[("d1", "prod")]);
         let configuration = &desired.configurations[0];
-        assert_eq!(configuration.desired["cfg"], json!({"mode": "slow"}));
-        assert_eq!(configuration.provenance["/cfg/mode"].overrode, vec![0]);
-        assert!(!configuration.provenance.contains_key("/cfg/mode/fast"));
+        assert_eq!(configuration.desired.value["cfg"], json!({"mode": "slow"}));
+        assert_eq!(
+            configuration.provenance.get("/cfg/mode").unwrap().overrode,
+            vec![0]
+        );
+        assert!(configuration.provenance.get("/cfg/mode/fast").is_none());
     }
 
     #[test]
@@ -829,7 +937,7 @@ pub(crate) mod tests {
         let (desired, diags) = compile(&yaml, &[("d1", "prod")]);
         assert!(diags.is_empty(), "{:?}", diags.into_sorted());
         assert_eq!(
-            desired.configurations[0].desired["cfg"],
+            desired.configurations[0].desired.value["cfg"],
             json!({"n": 1, "x": true, "y": false})
         );
     }
@@ -861,7 +969,7 @@ pub(crate) mod tests {
             first.configurations[0].desired,
             second.configurations[0].desired
         );
-        assert_eq!(first.configurations[0].desired["cfg"]["n"], json!(2));
+        assert_eq!(first.configurations[0].desired.value["cfg"]["n"], json!(2));
     }
 
     #[test]
@@ -872,7 +980,7 @@ pub(crate) mod tests {
         let (desired, diags) = compile(&yaml, &[("d1", "x")]);
         assert!(diags.is_empty());
         let configuration = &desired.configurations[0];
-        let object = configuration.desired[SEC].as_object().unwrap();
+        let object = configuration.desired.value[SEC].as_object().unwrap();
         assert_eq!(object["eventPriorityLogin"], json!({"value": "High"}));
         assert_eq!(
             object["highPriorityMessageFrequency"],
@@ -886,8 +994,10 @@ pub(crate) mod tests {
             !object.contains_key("baselineCustomChecksFilePath"),
             "no default, not filled"
         );
-        let origin =
-            &configuration.provenance[&format!("/{SEC}/highPriorityMessageFrequency/value")];
+        let origin = configuration
+            .provenance
+            .get(&format!("/{SEC}/highPriorityMessageFrequency/value"))
+            .unwrap();
         assert_eq!(origin.setter, Setter::Default("azureiotsecurity".into()));
         assert!(desired.twins[0].module_missing);
     }

@@ -9,7 +9,9 @@
 //! lookups, whatever the number of policies.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use serde_json::{Map, Value};
 
@@ -30,7 +32,7 @@ pub struct Targets {
 }
 
 /// String value → the policies it selects.
-type Index = HashMap<String, Vec<PolicyId>>;
+type Index = FxHashMap<String, Vec<PolicyId>>;
 
 #[derive(Debug)]
 struct Group {
@@ -104,8 +106,8 @@ impl Targets {
     pub fn matching(&self, twin: &impl TwinFields, memo: &mut TargetMemo) -> Vec<PolicyId> {
         let mut matched = self.everywhere.clone();
         for (path, values) in &self.index {
-            if let Some(Value::String(text)) = twin.value(path).as_deref()
-                && let Some(ids) = values.get(text)
+            if let Some(text) = string_at(twin, path)
+                && let Some(ids) = values.get(text.as_ref())
             {
                 matched.extend_from_slice(ids);
             }
@@ -174,4 +176,41 @@ fn inputs(paths: &[Vec<String>], texts: &[Option<Cow<'_, str>>]) -> Value {
         }
     }
     Value::Object(root)
+}
+
+/// The string at `path`, if the value there is one. A string without
+/// escapes is read from the JSON text in place.
+fn string_at<'t>(twin: &'t impl TwinFields, path: &[String]) -> Option<Cow<'t, str>> {
+    let text = twin.text(path)?;
+    if let Cow::Borrowed(raw) = text
+        && let Some(inner) = raw.strip_prefix('"').and_then(|raw| raw.strip_suffix('"'))
+        && !inner.contains(['\\', '"'])
+    {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(&text).ok().map(Cow::Owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::string_at;
+    use crate::fleet::RawTwin;
+
+    #[test]
+    fn strings_are_read_in_place_unless_escaped_and_nothing_else_is_a_string() {
+        let line = r#"{"deviceId":"d","tags":{"plain":"site-1","escaped":"s\u0069te-\"1\"","number":1,"text":"1"}}"#;
+        let twin = RawTwin::parse(line).unwrap();
+        let at = |key: &str| string_at(&twin, &["tags".to_owned(), key.to_owned()]);
+        assert!(matches!(at("plain"), Some(Cow::Borrowed("site-1"))));
+        assert_eq!(at("escaped").as_deref(), Some("site-\"1\""));
+        assert_eq!(at("number"), None);
+        assert_eq!(at("text").as_deref(), Some("1"));
+        assert_eq!(at("missing"), None);
+        assert_eq!(
+            string_at(&twin, &["deviceId".to_owned()]).as_deref(),
+            Some("d")
+        );
+    }
 }

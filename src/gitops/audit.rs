@@ -104,10 +104,10 @@ pub fn effect(
             changed_leaves(
                 pair.0
                     .and_then(|at| before.0.configurations.get(at))
-                    .map(|c| &c.desired),
+                    .map(|c| &c.desired.value),
                 pair.1
                     .and_then(|at| after.0.configurations.get(at))
-                    .map(|c| &c.desired),
+                    .map(|c| &c.desired.value),
             )
         });
         if leaves.is_empty() {
@@ -184,7 +184,10 @@ pub fn lines(
             Some(module) => format!("{}/{module}", twin.device_id),
             None => twin.device_id.clone(),
         };
-        let leaves = patch::leaves(Some(&Value::Object(configuration.desired.clone())), "");
+        let leaves = patch::leaves(
+            Some(&Value::Object(configuration.desired.value.clone())),
+            "",
+        );
         for (path, value) in leaves {
             let origin = configuration.provenance.get(&path);
             let (setter, file, line) = match origin.map(|origin| &origin.setter) {

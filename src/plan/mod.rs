@@ -366,6 +366,8 @@ enum Shape {
     Unchanged,
     /// A patch to send.
     Change {
+        /// Tells the shapes one memo holds apart, from the first on.
+        id: usize,
         action: Action,
         drifted: Vec<String>,
         changes: Arc<Vec<LeafChange>>,
@@ -388,26 +390,40 @@ pub(crate) struct Memo {
     /// what a plan depends on often still change alike, and then share one.
     changes: parallel::Memo<Arc<Vec<LeafChange>>>,
     patches: parallel::Memo<Arc<Value>>,
-    /// Configuration → the plan of a module to create.
-    creates: HashMap<usize, (Arc<Vec<LeafChange>>, Arc<Value>)>,
+    /// (Configuration, shape id) → the shape's changes with the reasons
+    /// that configuration gives.
+    reasons: rustc_hash::FxHashMap<(usize, usize), Arc<Vec<LeafChange>>>,
+    /// How many shapes with changes this memo has made: the last one's id.
+    shapes_made: usize,
+    /// Configuration → the changes of a module to create.
+    creates: HashMap<usize, Arc<Vec<LeafChange>>>,
+    /// Desired value → the patch of a module to create.
+    create_patches: HashMap<usize, Arc<Value>>,
     key: String,
 }
 
+/// Most (configuration, shape) pairs a memo remembers reasons for before
+/// it starts again.
+const MAX_REASONS: usize = 1 << 20;
+
 impl Memo {
-    /// The shared copy of `shape`'s changes and patch.
+    /// `shape` with its id, and the shared copy of its changes and patch.
     fn interned(&mut self, shape: Shape) -> Shape {
         let Shape::Change {
             action,
             drifted,
             changes,
             patch,
+            ..
         } = shape
         else {
             return shape;
         };
         let changes = intern(&mut self.changes, changes);
         let patch = intern(&mut self.patches, patch);
+        self.shapes_made += 1;
         Shape::Change {
+            id: self.shapes_made,
             action,
             drifted,
             changes,
@@ -464,16 +480,16 @@ impl Planner<'_> {
             return None;
         }
         let empty = Map::new();
-        let wanted = configured.map_or(&empty, |(_, c)| &c.desired);
+        let wanted = configured.map_or(&empty, |(_, c)| &c.desired.value);
         let owned = recorded.clone().unwrap_or_default();
         let live_text = |property: &str| twin.text(&["properties", "desired", property]);
 
-        // Twins with the same configuration, the same live values of the
-        // properties concerned and the same ownership tag get the same plan:
-        // work it out once.
+        // Twins with the same desired value, the same live values of the
+        // properties concerned and the same ownership tag get the same plan
+        // (but for who set each leaf): work it out once.
         let mut key = std::mem::take(&mut memo.key);
         key.clear();
-        let _ = write!(key, "{:?}\u{0}", configured.map(|(at, _)| at));
+        let _ = write!(key, "{:?}\u{0}", configured.map(|(_, c)| c.desired.id));
         key.push_str(tag.as_deref().unwrap_or("-"));
         for property in wanted.keys().chain(owned.managed.keys()) {
             key.push('\u{0}');
@@ -511,11 +527,13 @@ impl Planner<'_> {
                 Outcome::Unchanged(class, named.then(id))
             }
             Shape::Change {
+                id: shape,
                 action,
                 drifted,
                 changes,
                 patch,
             } => {
+                let changes = self.reasoned(configured, *shape, changes, memo);
                 let id = id();
                 Outcome::Change(Box::new(TwinPlan {
                     device_id: id.device_id,
@@ -523,13 +541,62 @@ impl Planner<'_> {
                     action: *action,
                     etag: twin.etag().map(str::to_owned),
                     drifted: drifted.clone(),
-                    changes: Arc::clone(changes),
+                    changes,
                     patch: Arc::clone(patch),
                 }))
             }
         };
         memo.key = key;
         Some(outcome)
+    }
+
+    /// `changes`, worked out for a twin whose configuration compiled to the
+    /// same value, with the reasons `configuration` gives for its leaves.
+    fn reasoned(
+        &self,
+        configuration: Option<(usize, &Configuration)>,
+        shape: usize,
+        changes: &Arc<Vec<LeafChange>>,
+        memo: &mut Memo,
+    ) -> Arc<Vec<LeafChange>> {
+        let Some((at, configuration)) = configuration else {
+            return Arc::clone(changes);
+        };
+        if let Some(known) = memo.reasons.get(&(at, shape)) {
+            return Arc::clone(known);
+        }
+        // Leaves with a value after apply are set by the configuration;
+        // the others are unset or pruned, whoever configures the twin.
+        let reasons: Vec<Option<Reason>> = changes
+            .iter()
+            .map(|leaf| {
+                leaf.after
+                    .is_some()
+                    .then(|| self.reason(configuration, &leaf.path))
+            })
+            .collect();
+        let same = changes
+            .iter()
+            .zip(&reasons)
+            .all(|(leaf, reason)| reason.as_ref().is_none_or(|reason| *reason == leaf.reason));
+        let reasoned = if same {
+            Arc::clone(changes)
+        } else {
+            let leaves = changes
+                .iter()
+                .zip(reasons)
+                .map(|(leaf, reason)| LeafChange {
+                    reason: reason.unwrap_or_else(|| leaf.reason.clone()),
+                    ..leaf.clone()
+                })
+                .collect();
+            intern(&mut memo.changes, Arc::new(leaves))
+        };
+        if memo.reasons.len() >= MAX_REASONS {
+            memo.reasons.clear();
+        }
+        memo.reasons.insert((at, shape), Arc::clone(&reasoned));
+        reasoned
     }
 
     /// How an unchanged twin's device reports the `wanted` properties;
@@ -614,6 +681,7 @@ impl Planner<'_> {
             Action::Update
         };
         Shape::Change {
+            id: 0,
             action,
             drifted: delta.drifted,
             changes: delta.changes,
@@ -688,12 +756,25 @@ impl Planner<'_> {
         if !(configured.create_modules || self.context.create_modules) {
             return Outcome::Missing(id);
         }
-        let (changes, patch) = memo
+        let desired = &configured.desired;
+        let ownership = || Ownership {
+            managed: desired
+                .value
+                .iter()
+                .map(|(property, value)| (property.clone(), ownership::digest(value)))
+                .collect(),
+            policy_set: Some(self.context.origin.policy_set.clone()),
+            commit: self.context.origin.commit.clone(),
+        };
+        let patch = Arc::clone(memo.create_patches.entry(desired.id).or_insert_with(|| {
+            Arc::new(assemble(desired.value.clone(), Some(ownership().to_tag())))
+        }));
+        let changes = memo
             .creates
             .entry(configuration)
             .or_insert_with(|| {
                 let mut changes = Vec::new();
-                for (property, value) in &configured.desired {
+                for (property, value) in &desired.value {
                     changes.extend(self.leaf_changes(
                         property,
                         None,
@@ -701,22 +782,7 @@ impl Planner<'_> {
                         Some(configured),
                     ));
                 }
-                let ownership = Ownership {
-                    managed: configured
-                        .desired
-                        .iter()
-                        .map(|(property, value)| (property.clone(), ownership::digest(value)))
-                        .collect(),
-                    policy_set: Some(self.context.origin.policy_set.clone()),
-                    commit: self.context.origin.commit.clone(),
-                };
-                (
-                    Arc::new(changes),
-                    Arc::new(assemble(
-                        configured.desired.clone(),
-                        Some(ownership.to_tag()),
-                    )),
-                )
+                Arc::new(changes)
             })
             .clone();
         Outcome::Change(Box::new(TwinPlan {

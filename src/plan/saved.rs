@@ -2,11 +2,16 @@
 //! checksum, so that apply can refuse one made for another hub or edited by
 //! hand. The same document is `plan --format json`.
 
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::hub::HubIdentity;
-use crate::plan::{Plan, PlanFileError};
+use crate::hub::{HubIdentity, TwinId};
+use crate::plan::{Action, Convergence, LeafChange, Origin, Plan, PlanFileError, TwinPlan};
 
 /// The plan format this twinops writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
@@ -50,9 +55,98 @@ pub fn write_file(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<
         digest: Sha256::new(),
         out: &mut *out,
     };
-    serde_json::to_writer(&mut tee, plan)?;
+    serde_json::to_writer(&mut tee, &PlanText::of(plan))?;
     let checksum = crate::plan::ownership::hex(&tee.digest.finalize());
     writeln!(out, ",\"checksum\":\"{checksum}\"}}")
+}
+
+/// A plan as [`write_file`] serialises it: the bytes of [`Plan`]'s own
+/// serialisation, but each distinct list of changes and each distinct patch
+/// is serialised once and copied for every twin that shares it. Walking
+/// thousands of distinct JSON trees, one per changed twin, is otherwise
+/// what bounds writing a large plan.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlanText<'p> {
+    // The fields of `Plan`, in its order.
+    changes: TwinsText<'p>,
+    lagging: LaggingText<'p>,
+    missing_modules: &'p [TwinId],
+    origin: &'p Origin,
+    unchanged: usize,
+}
+
+impl<'p> PlanText<'p> {
+    fn of(plan: &'p Plan) -> Self {
+        Self {
+            changes: TwinsText(&plan.changes),
+            lagging: LaggingText(&plan.lagging),
+            missing_modules: &plan.missing_modules,
+            origin: &plan.origin,
+            unchanged: plan.unchanged,
+        }
+    }
+}
+
+/// The lagging twins, as [`Plan`] serialises them.
+struct LaggingText<'p>(&'p BTreeMap<Convergence, Vec<TwinId>>);
+
+impl serde::Serialize for LaggingText<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        super::by_name(self.0, serializer)
+    }
+}
+
+struct TwinsText<'p>(&'p [TwinPlan]);
+
+/// One twin of [`TwinsText`]: the fields of [`TwinPlan`], in its order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TwinText<'p> {
+    action: Action,
+    changes: &'p RawValue,
+    device_id: &'p str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    drifted: &'p [String],
+    etag: Option<&'p str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    module_id: Option<&'p str>,
+    patch: &'p RawValue,
+}
+
+impl serde::Serialize for TwinsText<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq as _};
+        // Keyed by the address of the shared copy, which the plan holds
+        // while it is written.
+        let mut changes: HashMap<*const Vec<LeafChange>, Box<RawValue>> = HashMap::new();
+        let mut patches: HashMap<*const Value, Box<RawValue>> = HashMap::new();
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for twin in self.0 {
+            let changes = match changes.entry(Arc::as_ptr(&twin.changes)) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => {
+                    new.insert(to_raw_value(&*twin.changes).map_err(S::Error::custom)?)
+                }
+            };
+            let patch = match patches.entry(Arc::as_ptr(&twin.patch)) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => {
+                    new.insert(to_raw_value(&*twin.patch).map_err(S::Error::custom)?)
+                }
+            };
+            seq.serialize_element(&TwinText {
+                action: twin.action,
+                changes,
+                device_id: &twin.device_id,
+                drifted: &twin.drifted,
+                etag: twin.etag.as_deref(),
+                module_id: twin.module_id.as_deref(),
+                patch,
+            })?;
+        }
+        seq.end()
+    }
 }
 
 /// A writer that feeds a digest and passes the bytes on.
@@ -263,6 +357,14 @@ mod tests {
                 json!({"tags": {"twinops": null}, "properties": {"desired": {"p": 1.5}}}),
             ),
         });
+        // A twin sharing the first one's changes and patch, with none of
+        // the optional fields.
+        let mut shared = full.changes[0].clone();
+        shared.device_id = "f".into();
+        shared.module_id = None;
+        shared.drifted.clear();
+        shared.etag = None;
+        full.changes.push(shared);
         full.missing_modules.push(twin("e", Some("m")));
         full.lagging
             .insert(Convergence::Pending, vec![twin("a", None)]);

@@ -520,6 +520,93 @@ mod tests {
         }
     }
 
+    /// Devices whose policies differ but compile to the same value share
+    /// that value and the plan worked out for it, yet each twin's changes
+    /// name the policy that sets the value for it, read whole or streamed.
+    #[test]
+    fn twins_sharing_a_value_keep_their_own_reasons() {
+        let module = "module: agent\n";
+        let mut yaml = policy("base", 0, "*", module, &json!({"cfg": {"rate": 1}}));
+        yaml += &policy(
+            "sites",
+            10,
+            "tags.site = 's1'",
+            module,
+            &json!({"cfg": {"rate": 2}}),
+        );
+        yaml += &policy(
+            "canary",
+            20,
+            "tags.ring = 'canary'",
+            module,
+            &json!({"cfg": {"rate": 2}}),
+        );
+        let (sources, schemas, policies) = project(&yaml);
+        let mut lines = Vec::new();
+        for (id, site, ring) in [
+            ("a", "s1", "broad"),
+            ("b", "s2", "canary"),
+            ("c", "s1", "canary"),
+        ] {
+            lines.push(json!({"deviceId": id, "tags": {"site": site, "ring": ring}}).to_string());
+            lines.push(
+                json!({"deviceId": id, "moduleId": "agent", "etag": "e",
+                    "properties": {"desired": {}, "reported": {}}})
+                .to_string(),
+            );
+        }
+        let text = lines.join("\n");
+        let fleet = snapshot::parse("f.ndjson", &text).unwrap();
+        let mut diags = Diagnostics::new();
+        let desired = compile::fleet(&policies, &schemas, &fleet, &mut diags);
+        assert_eq!(desired.configurations.len(), 3);
+        assert!(
+            desired
+                .configurations
+                .iter()
+                .all(|c| c.desired.id == desired.configurations[0].desired.id),
+            "one value for three configurations"
+        );
+        let context = context(&policies, &schemas);
+        let whole = planning::diff(&desired, &fleet, &policies, &schemas, &sources, &context);
+        let mut lines = SnapshotLines::with_batch(text.as_bytes(), "f.ndjson", 1 << 20);
+        let project = Project {
+            policies: &policies,
+            schemas: &schemas,
+            sources: &sources,
+        };
+        let Streamed::Plan(streamed) =
+            plan(&mut lines, project, &context, &mut Diagnostics::new()).unwrap()
+        else {
+            panic!("a sorted snapshot streams");
+        };
+        assert_eq!(streamed, whole);
+        let setters: Vec<(&str, String)> = whole
+            .changes
+            .iter()
+            .map(|twin| {
+                let reason = &twin
+                    .changes
+                    .iter()
+                    .find(|c| c.path == "/cfg/rate")
+                    .unwrap()
+                    .reason;
+                let planning::Reason::Policy { policy, .. } = reason else {
+                    panic!("{reason:?}");
+                };
+                (twin.device_id.as_str(), policy.clone())
+            })
+            .collect();
+        assert_eq!(
+            setters,
+            [
+                ("a", "sites".to_owned()),
+                ("b", "canary".to_owned()),
+                ("c", "canary".to_owned())
+            ]
+        );
+    }
+
     #[test]
     fn other_orders_are_left_to_a_whole_read_and_bad_lines_are_listed() {
         let (sources, schemas, policies) = project(&policies(0, false));

@@ -87,9 +87,9 @@ pub fn compiled_human(
                 missing.join(", ")
             )?;
         }
-        let document = Value::Object(configuration.desired.clone());
+        let document = Value::Object(configuration.desired.value.clone());
         let mut current_property: Option<String> = None;
-        for (pointer, origin) in &configuration.provenance {
+        for (pointer, origin) in configuration.provenance.iter() {
             let keys: Vec<String> = pointer_keys(pointer).collect();
             let Some((property, rest)) = keys.split_first() else {
                 continue;
@@ -163,7 +163,7 @@ pub fn compiled_json(
                 .provenance
                 .iter()
                 .map(|(pointer, origin)| {
-                    (pointer.clone(), origin_json(origin, pointer, policies, sources))
+                    (pointer.to_owned(), origin_json(origin, pointer, policies, sources))
                 })
                 .collect();
             json!({
@@ -171,7 +171,7 @@ pub fn compiled_json(
                 "moduleId": configuration.module,
                 "policies": configuration.policies.iter().filter_map(|&id| policies.get(id)).map(|p| p.name.clone()).collect::<Vec<_>>(),
                 "createModules": configuration.create_modules,
-                "desired": configuration.desired,
+                "desired": configuration.desired.value,
                 "provenance": provenance,
             })
         })

@@ -2,9 +2,10 @@
 //! Markdown pull-request comment. Twins that change identically are shown
 //! once with a count; the JSON lists every twin.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -14,14 +15,25 @@ use crate::plan::{Action, Convergence, LeafChange, Op, Plan, Reason, TwinPlan, s
 /// GitHub's limit on a comment body.
 pub const COMMENT_LIMIT: usize = 65_536;
 
+/// What twins that change identically share: module, action, drifted
+/// properties and (the number of) their list of changes.
+type GroupKey<'p> = (&'p Option<String>, Action, &'p Vec<String>, usize);
+
 /// Twins that change identically, in plan order of their first twin.
 fn groups(plan: &Plan) -> Vec<Vec<&TwinPlan>> {
-    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    // Twins that change alike mostly share one list of changes: each
+    // distinct list is compared by its text once, not once per twin.
+    let mut lists: HashMap<*const Vec<LeafChange>, usize> = HashMap::new();
+    let mut texts: HashMap<String, usize> = HashMap::new();
+    let mut index: HashMap<GroupKey<'_>, usize> = HashMap::new();
     let mut groups: Vec<Vec<&TwinPlan>> = Vec::new();
     for twin in &plan.changes {
-        let key =
-            serde_json::to_string(&(&twin.module_id, twin.action, &twin.drifted, &twin.changes))
-                .unwrap_or_default();
+        let list = *lists.entry(Arc::as_ptr(&twin.changes)).or_insert_with(|| {
+            let text = serde_json::to_string(&twin.changes).unwrap_or_default();
+            let next = texts.len();
+            *texts.entry(text).or_insert(next)
+        });
+        let key = (&twin.module_id, twin.action, &twin.drifted, list);
         let next = groups.len();
         let slot = *index.entry(key).or_insert(next);
         if slot == groups.len() {

@@ -1,0 +1,278 @@
+//! What configurations share. Devices that match different policies often
+//! compile to the same desired value, their configurations differing only in
+//! who set some leaves. So each distinct value is built and checked once
+//! ([`Desired`]), and each distinct leaf origin is held once ([`Provenance`]):
+//! tens of thousands of configurations then cost what a few thousand values
+//! and a few pointers each cost.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::{Map, Value};
+
+use super::limits::LimitProblem;
+use super::merge::{Entry, Origin};
+use crate::schema::{Rule, Violation};
+
+/// A compiled desired value, shared by every configuration compiled to it.
+#[derive(Debug)]
+pub struct Desired {
+    /// Tells distinct values apart among those one compiler made.
+    pub id: usize,
+    /// The desired properties twinops manages, as they should be.
+    pub value: Map<String, Value>,
+    /// What the schemas, their rules and IoT Hub's limits find wrong with
+    /// the value, in the order they were checked.
+    pub(super) checks: Vec<Check>,
+}
+
+/// Two values are equal when their properties are, whichever compiler made
+/// them.
+impl PartialEq for Desired {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+/// A problem of a compiled value, before it is explained by who set what.
+#[derive(Debug)]
+pub(super) enum Check {
+    Violation(Violation),
+    /// A broken rule, with the pointer (below desired) and value of each
+    /// side it compares.
+    Rule {
+        rule: Rule,
+        sides: [Option<(String, Value)>; 2],
+    },
+    Limit(LimitProblem),
+}
+
+/// Per leaf (pointer below desired), in pointer order: who set it and whom
+/// it overrode.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Provenance(Vec<Arc<(String, Origin)>>);
+
+impl Provenance {
+    /// The origin of the leaf at `pointer`.
+    #[must_use]
+    pub fn get(&self, pointer: &str) -> Option<&Origin> {
+        self.leaf(pointer).map(|(_, origin)| origin)
+    }
+
+    /// Every leaf's pointer and origin, in pointer order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Origin)> {
+        self.0.iter().map(|leaf| (leaf.0.as_str(), &leaf.1))
+    }
+
+    /// The leaf that best explains `pointer`, and its origin: its own leaf,
+    /// else the first leaf below it, else the nearest leaf above it.
+    #[must_use]
+    pub fn explain(&self, pointer: &str) -> Option<(&str, &Origin)> {
+        if let Some(leaf) = self.leaf(pointer) {
+            return Some(leaf);
+        }
+        let below = format!("{pointer}/");
+        let first_below = self.0.partition_point(|leaf| leaf.0 < below);
+        if let Some(leaf) = self.0.get(first_below)
+            && leaf.0.starts_with(&below)
+        {
+            return Some((leaf.0.as_str(), &leaf.1));
+        }
+        let mut above = pointer;
+        while let Some((parent, _)) = above.rsplit_once('/') {
+            above = parent;
+            if let Some(leaf) = self.leaf(above) {
+                return Some(leaf);
+            }
+        }
+        None
+    }
+
+    /// The leaf at `pointer`, with its stored pointer.
+    fn leaf(&self, pointer: &str) -> Option<(&str, &Origin)> {
+        let at = self
+            .0
+            .binary_search_by(|leaf| leaf.0.as_str().cmp(pointer))
+            .ok()?;
+        self.0.get(at).map(|leaf| (leaf.0.as_str(), &leaf.1))
+    }
+}
+
+/// The values and leaf origins one compiler has made so far.
+#[derive(Default)]
+pub(super) struct Pool {
+    /// Key ([`value_key`]) → the value compiled from those leaves.
+    values: FxHashMap<Vec<u8>, Arc<Desired>>,
+    leaves: FxHashSet<Arc<(String, Origin)>>,
+}
+
+impl Pool {
+    /// The value compiled from the leaves `key` names, if one was.
+    pub(super) fn value(&self, key: &[u8]) -> Option<&Arc<Desired>> {
+        self.values.get(key)
+    }
+
+    /// The shared copy of a value just compiled (another configuration of
+    /// the same batch may have compiled it too).
+    pub(super) fn add_value(
+        &mut self,
+        key: Vec<u8>,
+        value: Map<String, Value>,
+        checks: Vec<Check>,
+    ) -> Arc<Desired> {
+        let id = self.values.len();
+        Arc::clone(
+            self.values
+                .entry(key)
+                .or_insert_with(|| Arc::new(Desired { id, value, checks })),
+        )
+    }
+
+    /// The provenance of `leaves` (in pointer order), sharing each leaf
+    /// origin with the configurations that have it too.
+    pub(super) fn provenance(&mut self, leaves: Vec<(String, Origin)>) -> Provenance {
+        Provenance(
+            leaves
+                .into_iter()
+                .map(|leaf| {
+                    if let Some(known) = self.leaves.get(&leaf) {
+                        return Arc::clone(known);
+                    }
+                    let leaf = Arc::new(leaf);
+                    self.leaves.insert(Arc::clone(&leaf));
+                    leaf
+                })
+                .collect(),
+        )
+    }
+}
+
+/// What identifies a compiled value before it is built: the module and
+/// every leaf's pointer and value, written as a sequence of JSON texts.
+pub(super) fn value_key(module: Option<&str>, leaves: &BTreeMap<String, Entry>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(64 * leaves.len());
+    // Writing JSON into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut key, &module);
+    for (pointer, entry) in leaves {
+        key.push(b',');
+        let _ = serde_json::to_writer(&mut key, pointer);
+        key.push(b',');
+        let _ = serde_json::to_writer(&mut key, &entry.value);
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::{Pool, value_key};
+    use crate::compile::merge::{Entry, Origin, Setter};
+
+    fn origin(setter: usize) -> Origin {
+        Origin {
+            setter: Setter::Policy(setter),
+            overrode: Vec::new(),
+        }
+    }
+
+    fn leaves(entries: &[(&str, serde_json::Value, usize)]) -> BTreeMap<String, Entry> {
+        entries
+            .iter()
+            .map(|(pointer, value, setter)| {
+                (
+                    (*pointer).to_owned(),
+                    Entry {
+                        value: value.clone(),
+                        origin: origin(*setter),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_value_is_known_by_its_module_and_leaves_not_by_who_set_them() {
+        let set_by_some = leaves(&[("/p/a", json!(1), 0), ("/p/b", json!("x"), 1)]);
+        let set_by_others = leaves(&[("/p/a", json!(1), 2), ("/p/b", json!("x"), 3)]);
+        assert_eq!(
+            value_key(Some("m"), &set_by_some),
+            value_key(Some("m"), &set_by_others)
+        );
+        assert_ne!(
+            value_key(Some("m"), &set_by_some),
+            value_key(None, &set_by_some)
+        );
+        let other_value = leaves(&[("/p/a", json!(1), 0), ("/p/b", json!("y"), 1)]);
+        assert_ne!(
+            value_key(Some("m"), &set_by_some),
+            value_key(Some("m"), &other_value)
+        );
+        // A pointer and a value cannot be mistaken for each other.
+        let comma_in_pointer = leaves(&[("/p/a,", json!(1), 0)]);
+        let comma_in_value = leaves(&[("/p/a", json!(","), 0)]);
+        assert_ne!(
+            value_key(None, &comma_in_pointer),
+            value_key(None, &comma_in_value)
+        );
+    }
+
+    #[test]
+    fn the_pool_shares_values_and_leaf_origins() {
+        let mut pool = Pool::default();
+        let first = pool.add_value(b"k".to_vec(), serde_json::Map::new(), Vec::new());
+        let again = pool.add_value(b"k".to_vec(), serde_json::Map::new(), Vec::new());
+        let other = pool.add_value(b"j".to_vec(), serde_json::Map::new(), Vec::new());
+        assert!(std::sync::Arc::ptr_eq(&first, &again));
+        assert_eq!((first.id, other.id), (0, 1));
+        assert!(pool.value(b"k").is_some() && pool.value(b"x").is_none());
+
+        let one = pool.provenance(vec![("/a".to_owned(), origin(1))]);
+        let two = pool.provenance(vec![
+            ("/a".to_owned(), origin(1)),
+            ("/b".to_owned(), origin(2)),
+        ]);
+        assert!(std::sync::Arc::ptr_eq(&one.0[0], &two.0[0]));
+    }
+
+    #[test]
+    fn a_pointer_is_explained_by_its_leaf_the_first_below_or_the_nearest_above() {
+        let mut pool = Pool::default();
+        let provenance = pool.provenance(vec![
+            ("/a/b".to_owned(), origin(1)),
+            ("/a/c/d".to_owned(), origin(2)),
+            ("/e".to_owned(), origin(3)),
+        ]);
+        let explained = |pointer: &str| {
+            provenance
+                .explain(pointer)
+                .map(|(at, origin)| (at.to_owned(), origin.setter.clone()))
+        };
+        assert_eq!(
+            explained("/a/b"),
+            Some(("/a/b".to_owned(), Setter::Policy(1)))
+        );
+        assert_eq!(
+            explained("/a"),
+            Some(("/a/b".to_owned(), Setter::Policy(1)))
+        );
+        assert_eq!(
+            explained("/a/c"),
+            Some(("/a/c/d".to_owned(), Setter::Policy(2)))
+        );
+        assert_eq!(
+            explained("/e/f/g"),
+            Some(("/e".to_owned(), Setter::Policy(3)))
+        );
+        assert_eq!(explained("/ab"), None);
+        assert_eq!(explained("/z"), None);
+        assert_eq!(
+            provenance.get("/a/c/d").map(|o| &o.setter),
+            Some(&Setter::Policy(2))
+        );
+        assert_eq!(provenance.get("/a/c"), None);
+    }
+}
