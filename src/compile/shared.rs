@@ -12,8 +12,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{Map, Value};
 
 use super::limits::LimitProblem;
-use super::merge::{Entry, Origin};
+use super::merge::{Entry, Origin, Setter};
 use crate::schema::{Rule, Violation};
+use crate::validate::PolicyId;
 
 /// A compiled desired value, shared by every configuration compiled to it.
 #[derive(Debug)]
@@ -49,53 +50,74 @@ pub(super) enum Check {
 }
 
 /// Per leaf (pointer below desired), in pointer order: who set it and whom
-/// it overrode.
+/// it overrode. Each part is shared with the configurations that have it
+/// too: a leaf set by the same policy, a list of the same overridden
+/// policies.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Provenance(Vec<Arc<(String, Origin)>>);
+pub struct Provenance(Vec<Shared>);
+
+/// One leaf of a [`Provenance`]: its pointer and setter, and the policies
+/// it overrode.
+type Shared = (Arc<(String, Setter)>, Arc<[PolicyId]>);
 
 impl Provenance {
+    /// Who set the leaf at `pointer`.
+    #[must_use]
+    pub fn setter(&self, pointer: &str) -> Option<&Setter> {
+        self.at(pointer).map(|(leaf, _)| &leaf.1)
+    }
+
     /// The origin of the leaf at `pointer`.
     #[must_use]
-    pub fn get(&self, pointer: &str) -> Option<&Origin> {
-        self.leaf(pointer).map(|(_, origin)| origin)
+    pub fn get(&self, pointer: &str) -> Option<Origin> {
+        self.at(pointer).map(origin)
     }
 
     /// Every leaf's pointer and origin, in pointer order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Origin)> {
-        self.0.iter().map(|leaf| (leaf.0.as_str(), &leaf.1))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Origin)> {
+        self.0
+            .iter()
+            .map(|entry| (entry.0.0.as_str(), origin(entry)))
     }
 
     /// The leaf that best explains `pointer`, and its origin: its own leaf,
     /// else the first leaf below it, else the nearest leaf above it.
     #[must_use]
-    pub fn explain(&self, pointer: &str) -> Option<(&str, &Origin)> {
-        if let Some(leaf) = self.leaf(pointer) {
-            return Some(leaf);
+    pub fn explain(&self, pointer: &str) -> Option<(&str, Origin)> {
+        if let Some(entry) = self.at(pointer) {
+            return Some((entry.0.0.as_str(), origin(entry)));
         }
         let below = format!("{pointer}/");
-        let first_below = self.0.partition_point(|leaf| leaf.0 < below);
-        if let Some(leaf) = self.0.get(first_below)
-            && leaf.0.starts_with(&below)
+        let first_below = self.0.partition_point(|(leaf, _)| leaf.0 < below);
+        if let Some(entry) = self.0.get(first_below)
+            && entry.0.0.starts_with(&below)
         {
-            return Some((leaf.0.as_str(), &leaf.1));
+            return Some((entry.0.0.as_str(), origin(entry)));
         }
         let mut above = pointer;
         while let Some((parent, _)) = above.rsplit_once('/') {
             above = parent;
-            if let Some(leaf) = self.leaf(above) {
-                return Some(leaf);
+            if let Some(entry) = self.at(above) {
+                return Some((entry.0.0.as_str(), origin(entry)));
             }
         }
         None
     }
 
-    /// The leaf at `pointer`, with its stored pointer.
-    fn leaf(&self, pointer: &str) -> Option<(&str, &Origin)> {
+    /// The entry of the leaf at `pointer`.
+    fn at(&self, pointer: &str) -> Option<&Shared> {
         let at = self
             .0
-            .binary_search_by(|leaf| leaf.0.as_str().cmp(pointer))
+            .binary_search_by(|(leaf, _)| leaf.0.as_str().cmp(pointer))
             .ok()?;
-        self.0.get(at).map(|leaf| (leaf.0.as_str(), &leaf.1))
+        self.0.get(at)
+    }
+}
+
+fn origin((leaf, overrode): &Shared) -> Origin {
+    Origin {
+        setter: leaf.1.clone(),
+        overrode: overrode.to_vec(),
     }
 }
 
@@ -104,7 +126,10 @@ impl Provenance {
 pub(super) struct Pool {
     /// Key ([`value_key`]) → the value compiled from those leaves.
     values: FxHashMap<Vec<u8>, Arc<Desired>>,
-    leaves: FxHashSet<Arc<(String, Origin)>>,
+    /// Leaves and who set them.
+    setters: FxHashSet<Arc<(String, Setter)>>,
+    /// Lists of overridden policies.
+    overrides: FxHashSet<Arc<[PolicyId]>>,
 }
 
 impl Pool {
@@ -129,22 +154,31 @@ impl Pool {
         )
     }
 
-    /// The provenance of `leaves` (in pointer order), sharing each leaf
-    /// origin with the configurations that have it too.
+    /// The provenance of `leaves` (in pointer order), sharing each part
+    /// with the configurations that have it too.
     pub(super) fn provenance(&mut self, leaves: Vec<(String, Origin)>) -> Provenance {
-        Provenance(
-            leaves
-                .into_iter()
-                .map(|leaf| {
-                    if let Some(known) = self.leaves.get(&leaf) {
-                        return Arc::clone(known);
-                    }
-                    let leaf = Arc::new(leaf);
-                    self.leaves.insert(Arc::clone(&leaf));
-                    leaf
-                })
-                .collect(),
-        )
+        // Not collected in place: the leaves' buffer is three times the size
+        // a provenance needs, and provenances are kept.
+        let mut shared = Vec::with_capacity(leaves.len());
+        shared.extend(leaves.into_iter().map(|(pointer, origin)| {
+            let leaf = (pointer, origin.setter);
+            let leaf = if let Some(known) = self.setters.get(&leaf) {
+                Arc::clone(known)
+            } else {
+                let leaf = Arc::new(leaf);
+                self.setters.insert(Arc::clone(&leaf));
+                leaf
+            };
+            let overrode = if let Some(known) = self.overrides.get(origin.overrode.as_slice()) {
+                Arc::clone(known)
+            } else {
+                let overrode: Arc<[PolicyId]> = origin.overrode.into();
+                self.overrides.insert(Arc::clone(&overrode));
+                overrode
+            };
+            (leaf, overrode)
+        }));
+        Provenance(shared)
     }
 }
 
@@ -235,7 +269,8 @@ mod tests {
             ("/a".to_owned(), origin(1)),
             ("/b".to_owned(), origin(2)),
         ]);
-        assert!(std::sync::Arc::ptr_eq(&one.0[0], &two.0[0]));
+        assert!(std::sync::Arc::ptr_eq(&one.0[0].0, &two.0[0].0));
+        assert!(std::sync::Arc::ptr_eq(&one.0[0].1, &two.0[1].1));
     }
 
     #[test]
@@ -269,10 +304,7 @@ mod tests {
         );
         assert_eq!(explained("/ab"), None);
         assert_eq!(explained("/z"), None);
-        assert_eq!(
-            provenance.get("/a/c/d").map(|o| &o.setter),
-            Some(&Setter::Policy(2))
-        );
+        assert_eq!(provenance.setter("/a/c/d"), Some(&Setter::Policy(2)));
         assert_eq!(provenance.get("/a/c"), None);
     }
 }

@@ -190,7 +190,7 @@ pub fn lines(
         );
         for (path, value) in leaves {
             let origin = configuration.provenance.get(&path);
-            let (setter, file, line) = match origin.map(|origin| &origin.setter) {
+            let (setter, file, line) = match origin.as_ref().map(|origin| &origin.setter) {
                 Some(Setter::Policy(id)) => policies.get(*id).map_or_else(
                     || ("?".to_owned(), None, None),
                     |policy| {

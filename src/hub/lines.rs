@@ -63,6 +63,9 @@ impl<R: Read> SnapshotLines<R> {
     fn read_block(&mut self, from: usize) -> Result<usize, HubError> {
         let end = from + self.batch;
         if self.block.len() < end {
+            // Exactly: a block is a batch and the start of a line, and
+            // doubling would hold twice that for the whole read.
+            self.block.reserve_exact(end - self.block.len());
             self.block.resize(end, 0);
         }
         let mut filled = from;
@@ -126,6 +129,7 @@ impl<R: Read> TwinLines for SnapshotLines<R> {
                 self.offset + error.valid_up_to()
             ),
         })?;
+        buffer.reserve_exact(text.len() + 1);
         buffer.push_str(text);
         if !buffer.is_empty() && !buffer.ends_with('\n') {
             buffer.push('\n');

@@ -838,11 +838,7 @@ impl Planner<'_> {
     }
 
     fn reason(&self, configuration: &Configuration, path: &str) -> Reason {
-        match configuration
-            .provenance
-            .get(path)
-            .map(|origin| &origin.setter)
-        {
+        match configuration.provenance.setter(path) {
             Some(Setter::Policy(id)) => {
                 self.policies
                     .get(*id)

@@ -97,7 +97,7 @@ pub fn compiled_human(
             let value = document
                 .pointer(pointer)
                 .map_or_else(String::new, Value::to_string);
-            let why = describe(origin, pointer, policies, sources);
+            let why = describe(&origin, pointer, policies, sources);
             if rest.is_empty() {
                 writeln!(out, "{property} = {value}  # {why}")?;
                 current_property = None;
@@ -163,7 +163,7 @@ pub fn compiled_json(
                 .provenance
                 .iter()
                 .map(|(pointer, origin)| {
-                    (pointer.to_owned(), origin_json(origin, pointer, policies, sources))
+                    (pointer.to_owned(), origin_json(&origin, pointer, policies, sources))
                 })
                 .collect();
             json!({
