@@ -54,11 +54,11 @@ pub(super) enum Check {
 /// too: a leaf set by the same policy, a list of the same overridden
 /// policies.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Provenance(Vec<Shared>);
+pub struct Provenance(Vec<ProvenanceLeaf>);
 
 /// One leaf of a [`Provenance`]: its pointer and setter, and the policies
 /// it overrode.
-type Shared = (Arc<(String, Setter)>, Arc<[PolicyId]>);
+type ProvenanceLeaf = (Arc<(String, Setter)>, Arc<[PolicyId]>);
 
 impl Provenance {
     /// Who set the leaf at `pointer`.
@@ -105,7 +105,7 @@ impl Provenance {
     }
 
     /// The entry of the leaf at `pointer`.
-    fn at(&self, pointer: &str) -> Option<&Shared> {
+    fn at(&self, pointer: &str) -> Option<&ProvenanceLeaf> {
         let at = self
             .0
             .binary_search_by(|(leaf, _)| leaf.0.as_str().cmp(pointer))
@@ -114,7 +114,7 @@ impl Provenance {
     }
 }
 
-fn origin((leaf, overrode): &Shared) -> Origin {
+fn origin((leaf, overrode): &ProvenanceLeaf) -> Origin {
     Origin {
         setter: leaf.1.clone(),
         overrode: overrode.to_vec(),
