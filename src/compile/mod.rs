@@ -221,7 +221,7 @@ impl<'p> Compiler<'p> {
             let desired = match compiled.value {
                 DesiredValue::Known(desired) => desired,
                 DesiredValue::Fresh { key, value, checks } => {
-                    self.pool.add_value(key, value, checks)
+                    self.pool.add_value(key, &value, checks)
                 }
             };
             let provenance = self.pool.provenance(compiled.leaves);
@@ -840,7 +840,7 @@ pub(crate) mod tests {
         assert!(diags.is_empty());
         let configuration = &desired.configurations[0];
         assert_eq!(
-            configuration.desired.value["cfg"],
+            configuration.desired.value()["cfg"],
             json!({"a": 1, "b": [3], "c": {"x": 1, "y": 2}})
         );
         let names: Vec<_> = configuration.policies.clone();
@@ -867,7 +867,10 @@ pub(crate) mod tests {
         .join("---\n");
         let (desired, _) = compile(&yaml, &[("d1", "prod")]);
         let configuration = &desired.configurations[0];
-        assert_eq!(configuration.desired.value["cfg"], json!({"mode": "slow"}));
+        assert_eq!(
+            configuration.desired.value()["cfg"],
+            json!({"mode": "slow"})
+        );
         assert_eq!(
             configuration.provenance.get("/cfg/mode").unwrap().overrode,
             vec![0]
@@ -937,7 +940,7 @@ pub(crate) mod tests {
         let (desired, diags) = compile(&yaml, &[("d1", "prod")]);
         assert!(diags.is_empty(), "{:?}", diags.into_sorted());
         assert_eq!(
-            desired.configurations[0].desired.value["cfg"],
+            desired.configurations[0].desired.value()["cfg"],
             json!({"n": 1, "x": true, "y": false})
         );
     }
@@ -969,7 +972,10 @@ pub(crate) mod tests {
             first.configurations[0].desired,
             second.configurations[0].desired
         );
-        assert_eq!(first.configurations[0].desired.value["cfg"]["n"], json!(2));
+        assert_eq!(
+            first.configurations[0].desired.value()["cfg"]["n"],
+            json!(2)
+        );
     }
 
     #[test]
@@ -980,7 +986,8 @@ pub(crate) mod tests {
         let (desired, diags) = compile(&yaml, &[("d1", "x")]);
         assert!(diags.is_empty());
         let configuration = &desired.configurations[0];
-        let object = configuration.desired.value[SEC].as_object().unwrap();
+        let value = configuration.desired.value();
+        let object = value[SEC].as_object().unwrap();
         assert_eq!(object["eventPriorityLogin"], json!({"value": "High"}));
         assert_eq!(
             object["highPriorityMessageFrequency"],

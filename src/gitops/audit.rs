@@ -95,20 +95,21 @@ pub fn effect(
     device: Option<&str>,
 ) -> Effect {
     let (was, is) = (by_twin(before.0), by_twin(after.0));
-    let mut pairs: HashMap<(Option<usize>, Option<usize>), Vec<String>> = HashMap::new();
+    let mut pair_leaves: HashMap<(Option<usize>, Option<usize>), Vec<String>> = HashMap::new();
     let mut effect = Effect::default();
     let twins: std::collections::BTreeSet<&String> = was.keys().chain(is.keys()).collect();
     for twin in twins {
         let pair = (was.get(twin).copied(), is.get(twin).copied());
-        let leaves = pairs.entry(pair).or_insert_with(|| {
-            changed_leaves(
-                pair.0
-                    .and_then(|at| before.0.configurations.get(at))
-                    .map(|c| &c.desired.value),
-                pair.1
-                    .and_then(|at| after.0.configurations.get(at))
-                    .map(|c| &c.desired.value),
-            )
+        let leaves = pair_leaves.entry(pair).or_insert_with(|| {
+            let was = pair
+                .0
+                .and_then(|at| before.0.configurations.get(at))
+                .map(|c| c.desired.value());
+            let is = pair
+                .1
+                .and_then(|at| after.0.configurations.get(at))
+                .map(|c| c.desired.value());
+            changed_leaves(was.as_ref(), is.as_ref())
         });
         if leaves.is_empty() {
             continue;
@@ -184,10 +185,7 @@ pub fn lines(
             Some(module) => format!("{}/{module}", twin.device_id),
             None => twin.device_id.clone(),
         };
-        let leaves = patch::leaves(
-            Some(&Value::Object(configuration.desired.value.clone())),
-            "",
-        );
+        let leaves = patch::leaves(Some(&Value::Object(configuration.desired.value())), "");
         for (path, value) in leaves {
             let origin = configuration.provenance.get(&path);
             let (setter, file, line) = match origin.as_ref().map(|origin| &origin.setter) {

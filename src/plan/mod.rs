@@ -479,8 +479,7 @@ impl Planner<'_> {
         if configured.is_none() && recorded.is_none() {
             return None;
         }
-        let empty = Map::new();
-        let wanted = configured.map_or(&empty, |(_, c)| &c.desired.value);
+        let properties = configured.map_or(&[][..], |(_, c)| c.desired.properties.as_slice());
         let owned = recorded.clone().unwrap_or_default();
         let live_text = |property: &str| twin.text(&["properties", "desired", property]);
 
@@ -491,7 +490,7 @@ impl Planner<'_> {
         key.clear();
         let _ = write!(key, "{:?}\u{0}", configured.map(|(_, c)| c.desired.id));
         key.push_str(tag.as_deref().unwrap_or("-"));
-        for property in wanted.keys().chain(owned.managed.keys()) {
+        for property in properties.iter().chain(owned.managed.keys()) {
             key.push('\u{0}');
             key.push_str(property);
             key.push('=');
@@ -504,9 +503,12 @@ impl Planner<'_> {
             let old_tag = tag
                 .as_deref()
                 .and_then(|tag| serde_json::from_str::<Value>(tag).ok());
+            let wanted = configured
+                .map(|(_, c)| c.desired.value())
+                .unwrap_or_default();
             let shape = self.shape(
                 configured.map(|(_, c)| c),
-                wanted,
+                &wanted,
                 (recorded.as_deref(), old_tag.as_ref()),
                 &current,
             );
@@ -520,8 +522,8 @@ impl Planner<'_> {
         };
         let outcome = match &*shape {
             Shape::Unchanged => {
-                let class =
-                    (!wanted.is_empty()).then(|| Self::convergence(twin, wanted, &mut key, memo));
+                let class = (!properties.is_empty())
+                    .then(|| Self::convergence(twin, properties, &mut key, memo));
                 // Only a lagging twin is named in the plan.
                 let named = class.is_some_and(|class| class != Convergence::Converged);
                 Outcome::Unchanged(class, named.then(id))
@@ -604,11 +606,11 @@ impl Planner<'_> {
     /// unless timestamps decide it.
     fn convergence(
         twin: &impl TwinFields,
-        wanted: &Map<String, Value>,
+        properties: &[String],
         key: &mut String,
         memo: &mut Memo,
     ) -> Convergence {
-        let managed: Vec<&String> = wanted.keys().collect();
+        let managed: Vec<&String> = properties.iter().collect();
         key.clear();
         for property in &managed {
             for section in ["desired", "reported"] {
@@ -757,24 +759,24 @@ impl Planner<'_> {
             return Outcome::Missing(id);
         }
         let desired = &configured.desired;
-        let ownership = || Ownership {
-            managed: desired
-                .value
-                .iter()
-                .map(|(property, value)| (property.clone(), ownership::digest(value)))
-                .collect(),
-            policy_set: Some(self.context.origin.policy_set.clone()),
-            commit: self.context.origin.commit.clone(),
-        };
         let patch = Arc::clone(memo.create_patches.entry(desired.id).or_insert_with(|| {
-            Arc::new(assemble(desired.value.clone(), Some(ownership().to_tag())))
+            let value = desired.value();
+            let ownership = Ownership {
+                managed: value
+                    .iter()
+                    .map(|(property, value)| (property.clone(), ownership::digest(value)))
+                    .collect(),
+                policy_set: Some(self.context.origin.policy_set.clone()),
+                commit: self.context.origin.commit.clone(),
+            };
+            Arc::new(assemble(value, Some(ownership.to_tag())))
         }));
         let changes = memo
             .creates
             .entry(configuration)
             .or_insert_with(|| {
                 let mut changes = Vec::new();
-                for (property, value) in &desired.value {
+                for (property, value) in &desired.value() {
                     changes.extend(self.leaf_changes(
                         property,
                         None,

@@ -87,7 +87,7 @@ pub fn compiled_human(
                 missing.join(", ")
             )?;
         }
-        let document = Value::Object(configuration.desired.value.clone());
+        let document = Value::Object(configuration.desired.value());
         let mut current_property: Option<String> = None;
         for (pointer, origin) in configuration.provenance.iter() {
             let keys: Vec<String> = pointer_keys(pointer).collect();
@@ -171,7 +171,7 @@ pub fn compiled_json(
                 "moduleId": configuration.module,
                 "policies": configuration.policies.iter().filter_map(|&id| policies.get(id)).map(|p| p.name.clone()).collect::<Vec<_>>(),
                 "createModules": configuration.create_modules,
-                "desired": configuration.desired.value,
+                "desired": configuration.desired.value(),
                 "provenance": provenance,
             })
         })
