@@ -69,12 +69,18 @@ pub fn plan(
     // One buffer for every batch: the twins of a batch borrow from it.
     let mut buffer = String::new();
     let mut first_line = 1;
+    let mut spare = Spare::default();
     loop {
         buffer.clear();
         buffer.push_str(&carried);
         carried.clear();
         let more = lines.fill(&mut buffer)?;
-        let batch = Batch::read(&buffer, first_line, lines.shown(), &mut errors);
+        let batch = Batch::read(
+            &buffer,
+            (first_line, lines.shown()),
+            &mut errors,
+            &mut spare,
+        );
         let Some(devices) = order.devices(&batch.twins) else {
             return Ok(Streamed::Unordered);
         };
@@ -112,6 +118,7 @@ pub fn plan(
                 plan.record(outcome);
             }
         }
+        spare.twins = recycle(batch.twins);
         if !more {
             break;
         }
@@ -145,11 +152,11 @@ struct Batch<'b> {
 impl<'b> Batch<'b> {
     fn read(
         buffer: &'b str,
-        first_line: usize,
-        shown: &str,
+        (first_line, shown): (usize, &str),
         errors: &mut Vec<SnapshotLineError>,
+        spare: &mut Spare,
     ) -> Self {
-        let mut lines = Vec::new();
+        let mut lines: Vec<(At, &'b str)> = recycle(std::mem::take(&mut spare.lines));
         let mut offset = 0;
         let mut line = first_line;
         for text in buffer.split_inclusive('\n') {
@@ -161,13 +168,17 @@ impl<'b> Batch<'b> {
                 lines.push((at, text));
             }
         }
-        let read: Vec<(At, Result<RawTwin<'b>, String>)> = lines
-            .into_par_iter()
+        let mut read: Vec<(At, Result<RawTwin<'b>, String>)> =
+            recycle(std::mem::take(&mut spare.read));
+        lines
+            .par_drain(..)
             .with_min_len(256)
             .map(|(at, text)| (at, RawTwin::parse(text)))
-            .collect();
-        let mut twins = Vec::with_capacity(read.len());
-        for (at, result) in read {
+            .collect_into_vec(&mut read);
+        spare.lines = recycle(lines);
+        let mut twins = recycle(std::mem::take(&mut spare.twins));
+        twins.reserve(read.len());
+        for (at, result) in read.drain(..) {
             match result {
                 Ok(twin) => twins.push((at, twin)),
                 Err(reason) => errors.push(SnapshotLineError {
@@ -177,11 +188,29 @@ impl<'b> Batch<'b> {
                 }),
             }
         }
+        spare.read = recycle(read);
         Self {
             twins,
             next_line: line,
         }
     }
+}
+
+/// The vectors of the last batch, emptied, for the next: a batch's vectors
+/// take megabytes, and the allocator would otherwise hand the pages back
+/// and fault them in again for every batch.
+#[derive(Default)]
+struct Spare {
+    lines: Vec<(At, &'static str)>,
+    read: Vec<(At, Result<RawTwin<'static>, String>)>,
+    twins: Vec<(At, RawTwin<'static>)>,
+}
+
+/// An empty vector with the allocation of `used`, for the same items
+/// borrowing from another batch (collected in place: nothing is copied).
+fn recycle<T, U>(mut used: Vec<T>) -> Vec<U> {
+    used.clear();
+    used.into_iter().filter_map(|_| None).collect()
 }
 
 /// A twin's place in twinops' order.
