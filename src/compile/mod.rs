@@ -271,6 +271,12 @@ impl<'p> Compiler<'p> {
         self.by_match.get(ids).cloned().unwrap_or_default()
     }
 
+    /// How many distinct desired values the configurations so far compile to.
+    #[must_use]
+    pub fn values(&self) -> usize {
+        self.pool.len()
+    }
+
     /// A configuration's module (`None` for the device twin).
     #[must_use]
     pub fn module(&self, configuration: usize) -> Option<&str> {

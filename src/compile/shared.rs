@@ -145,6 +145,11 @@ pub(super) struct Pool {
 }
 
 impl Pool {
+    /// How many distinct values it holds.
+    pub(super) fn len(&self) -> usize {
+        self.values.len()
+    }
+
     /// The value compiled from the leaves `key` names, if one was.
     pub(super) fn value(&self, key: &[u8]) -> Option<&Arc<Desired>> {
         self.values.get(key)

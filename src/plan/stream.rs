@@ -128,8 +128,9 @@ pub fn plan(
     }
     tracing::debug!(
         configurations = compiler.all().len(),
+        values = compiler.values(),
         changes = plan.changes.len(),
-        "streamed plan: distinct compiled configurations, twins to change"
+        "streamed plan: distinct compiled configurations and values, twins to change"
     );
     compiler.finish(diags);
     Ok(Streamed::Plan(plan))
