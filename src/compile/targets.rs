@@ -4,9 +4,10 @@
 //! the same values there get the same answer. Conditions that read the same
 //! paths form a group, evaluated once per distinct combination of values and
 //! remembered. Top-level `path = 'text'` terms (`deviceId = 'dev-42' OR …`)
-//! are looked up in an index instead, so that per-device exceptions do not
-//! make every device's inputs distinct. The cost per device is then a few
-//! lookups, whatever the number of policies.
+//! and `AND`s of them (`tags.site = 'a' AND tags.ring = 'b'`) are looked up
+//! in indexes instead, so that per-device exceptions neither make every
+//! device's inputs distinct nor are evaluated one by one. The cost per
+//! device is then a few lookups, whatever the number of policies.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -27,6 +28,10 @@ pub struct Targets {
     everywhere: Vec<PolicyId>,
     /// Per path: string value → policies whose condition it makes true.
     index: Vec<(Vec<String>, Index)>,
+    /// Per set of paths: the strings at them (as [`tuple_key`] writes them)
+    /// → policies whose condition holds an `AND` of `path = 'text'` over
+    /// exactly those paths that they make true.
+    tuples: Vec<(Vec<Vec<String>>, Index)>,
     /// Conditions (or what is left of them) grouped by the paths they read.
     groups: Vec<Group>,
 }
@@ -54,6 +59,7 @@ impl Targets {
     pub fn new(policies: &PolicySet) -> Self {
         let mut everywhere = Vec::new();
         let mut index: BTreeMap<Vec<String>, Index> = BTreeMap::new();
+        let mut tuples: BTreeMap<Vec<Vec<String>>, Index> = BTreeMap::new();
         let mut groups: BTreeMap<Vec<String>, Vec<(PolicyId, Condition)>> = BTreeMap::new();
         for (id, policy) in policies.policies.iter().enumerate() {
             let condition = &policy.target.condition;
@@ -67,6 +73,17 @@ impl Targets {
                     .entry(path)
                     .or_default()
                     .entry(text)
+                    .or_default()
+                    .push(id);
+            }
+            for pairs in split.conjunctions {
+                let (paths, texts): (Vec<Vec<String>>, Vec<String>) = pairs.into_iter().unzip();
+                let mut key = String::new();
+                tuple_key(&mut key, texts.iter().map(String::as_str));
+                tuples
+                    .entry(paths)
+                    .or_default()
+                    .entry(key)
                     .or_default()
                     .push(id);
             }
@@ -89,6 +106,7 @@ impl Targets {
                     (path, values)
                 })
                 .collect(),
+            tuples: tuples.into_iter().collect(),
             groups: groups
                 .into_iter()
                 .map(|(paths, conditions)| Group {
@@ -110,6 +128,17 @@ impl Targets {
                 && let Some(ids) = values.get(text.as_ref())
             {
                 matched.extend_from_slice(ids);
+            }
+        }
+        for (paths, values) in &self.tuples {
+            let texts: Option<Vec<Cow<'_, str>>> =
+                paths.iter().map(|path| string_at(twin, path)).collect();
+            if let Some(texts) = texts {
+                memo.key.clear();
+                tuple_key(&mut memo.key, texts.iter().map(AsRef::as_ref));
+                if let Some(ids) = values.get(memo.key.as_str()) {
+                    matched.extend_from_slice(ids);
+                }
             }
         }
         memo.answers.resize_with(self.groups.len(), Memo::default);
@@ -178,6 +207,16 @@ fn inputs(paths: &[Vec<String>], texts: &[Option<Cow<'_, str>>]) -> Value {
     Value::Object(root)
 }
 
+/// Writes `texts` into `key`, each after its length, so that no two
+/// sequences of texts write the same key.
+fn tuple_key<'t>(key: &mut String, texts: impl Iterator<Item = &'t str>) {
+    for text in texts {
+        key.push_str(&text.len().to_string());
+        key.push(':');
+        key.push_str(text);
+    }
+}
+
 /// The string at `path`, if the value there is one. A string without
 /// escapes is read from the JSON text in place.
 fn string_at<'t>(twin: &'t impl TwinFields, path: &[String]) -> Option<Cow<'t, str>> {
@@ -194,9 +233,88 @@ fn string_at<'t>(twin: &'t impl TwinFields, path: &[String]) -> Option<Cow<'t, s
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
+    use std::fmt::Write as _;
 
-    use super::string_at;
+    use serde_json::json;
+
+    use super::{TargetMemo, Targets, string_at};
+    use crate::compile::tests::project;
     use crate::fleet::RawTwin;
+
+    /// Whatever part of a condition goes to an index or a group, the
+    /// policies matched are those whose condition holds for the twin.
+    #[test]
+    fn indexes_and_groups_match_exactly_what_the_conditions_match() {
+        let targets = [
+            "*",
+            "deviceId = 'd1'",
+            "tags.site IN ['s1', 's2']",
+            "deviceId = 'd2' OR (tags.site = 's1' AND tags.ring = 'canary')",
+            "(tags.ring = 'canary' AND tags.site = 's2' AND properties.reported.k = 'k1') OR deviceId = 'd3'",
+            "tags.site = 's1' AND tags.site = 's2'",
+            "tags.site = 's1' AND tags.site = 's1'",
+            "tags.ring = 'broad' AND tags.n = 3",
+            "tags.ring IN ['canary'] AND tags.site = 's3'",
+            "tags.ring IN ['canary', 'broad'] AND tags.site = 's3'",
+            "(tags.site = 's1' AND tags.ring = 'canary') OR (tags.site = 's2' AND tags.ring = 'broad') OR properties.reported.k > 'k1'",
+            "NOT (tags.site = 's1' AND tags.ring = 'canary')",
+            "'s2' = tags.site AND tags.ring = 'broad'",
+        ];
+        let mut yaml = String::new();
+        for (at, target) in targets.iter().enumerate() {
+            let _ = write!(
+                yaml,
+                "---\napiVersion: twinops/v1\nkind: Policy\nname: p{at}\npriority: {at}\ntarget: \"{target}\"\ndesired: {{x{at}: 1}}\n"
+            );
+        }
+        let (_, _, policies) = project(&yaml);
+        let index = Targets::new(&policies);
+        let mut memo = TargetMemo::default();
+        let sites = [json!("s1"), json!("s2"), json!("s3"), json!(7), json!(null)];
+        let rings = [json!("canary"), json!("broad"), json!(null)];
+        let kernels = [json!("k0"), json!("k1"), json!("k2"), json!(null)];
+        let mut checked = 0;
+        for device in ["d1", "d2", "d3", "d4"] {
+            for site in &sites {
+                for ring in &rings {
+                    for kernel in &kernels {
+                        let mut tags = json!({"n": 3});
+                        if !site.is_null() {
+                            tags["site"] = site.clone();
+                        }
+                        if !ring.is_null() {
+                            tags["ring"] = ring.clone();
+                        }
+                        let mut reported = json!({});
+                        if !kernel.is_null() {
+                            reported["k"] = kernel.clone();
+                        }
+                        let twin = json!({"deviceId": device, "tags": tags,
+                            "properties": {"desired": {}, "reported": reported}});
+                        let line = twin.to_string();
+                        let raw = RawTwin::parse(&line).unwrap();
+                        let expected: Vec<usize> = policies
+                            .policies
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, policy)| policy.target.condition.matches(&twin))
+                            .map(|(id, _)| id)
+                            .collect();
+                        assert_eq!(index.matching(&raw, &mut memo), expected, "{line}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 240);
+        let split = policies.policies[3].target.condition.split();
+        assert_eq!(
+            split.conjunctions.len(),
+            1,
+            "an AND of equalities is indexed"
+        );
+        assert!(split.rest.is_none());
+    }
 
     #[test]
     fn strings_are_read_in_place_unless_escaped_and_nothing_else_is_a_string() {

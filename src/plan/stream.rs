@@ -107,16 +107,14 @@ pub fn plan(
             first_line = batch.next_line;
         }
         if errors.is_empty() {
-            for outcome in plan_devices(
-                &batch.twins,
-                complete,
+            plan_devices(
+                (&batch.twins, complete),
                 (&targets, &memos),
                 &mut compiler,
                 project,
                 context,
-            ) {
-                plan.record(outcome);
-            }
+                &mut plan,
+            );
         }
         spare.twins = recycle(batch.twins);
         if !more {
@@ -275,15 +273,15 @@ struct Memos {
 /// whether its module is missing), for the compiler's messages.
 type DevicePlan = (Vec<Outcome>, Vec<(usize, bool)>);
 
-/// Targets, compiles and plans whole devices of one batch.
+/// Targets, compiles and plans whole devices of one batch, into `plan`.
 fn plan_devices(
-    twins: &[(At, RawTwin<'_>)],
-    devices: &[Range<usize>],
+    (twins, devices): (&[(At, RawTwin<'_>)], &[Range<usize>]),
     (targets, memos): (&Targets, &Memos),
     compiler: &mut Compiler<'_>,
     project: Project<'_>,
     context: &Context,
-) -> Vec<Outcome> {
+    plan: &mut Plan,
+) {
     let device_twin = |range: &Range<usize>| twins.get(range.start).map(|(_, twin)| twin);
     let matched: Vec<Vec<PolicyId>> = devices
         .par_iter()
@@ -340,15 +338,15 @@ fn plan_devices(
             })
         })
         .collect();
-    let mut outcomes = Vec::new();
     for ((device_outcomes, given), range) in per_device.into_iter().zip(devices) {
         let device = device_twin(range).map_or("", |twin| twin.device_id.as_ref());
         for (configuration, missing) in given {
             compiler.affects(configuration, device, missing);
         }
-        outcomes.extend(device_outcomes);
+        for outcome in device_outcomes {
+            plan.record(outcome);
+        }
     }
-    outcomes
 }
 
 #[cfg(test)]

@@ -152,6 +152,10 @@ pub struct Split {
     /// at the path is exactly the text (`path = 'text'` or `path IN [...]`
     /// terms of a top-level `OR`).
     pub equalities: Vec<(Vec<String>, String)>,
+    /// `AND`s of such equalities, each as its `(path keys, text)` pairs
+    /// sorted by path, one path once: the condition is true whenever every
+    /// pair of one of them holds.
+    pub conjunctions: Vec<Vec<(Vec<String>, String)>>,
     /// The other terms, `OR`ed; `None` when no term is left.
     pub rest: Option<Condition>,
 }
@@ -167,6 +171,7 @@ impl Condition {
         let Scope::Where(expr) = &self.scope else {
             return Split {
                 equalities: Vec::new(),
+                conjunctions: Vec::new(),
                 rest: Some(self.clone()),
             };
         };
@@ -175,11 +180,15 @@ impl Condition {
             single => std::slice::from_ref(single),
         };
         let mut equalities = Vec::new();
+        let mut conjunctions = Vec::new();
         let mut rest = Vec::new();
         for term in terms {
-            match string_equalities(term) {
-                Some(found) => equalities.extend(found),
-                None => rest.push(term.clone()),
+            if let Some(found) = string_equalities(term) {
+                equalities.extend(found);
+            } else if let Some(found) = conjunction(term) {
+                conjunctions.push(found);
+            } else {
+                rest.push(term.clone());
             }
         }
         let rest = match rest.len() {
@@ -191,8 +200,38 @@ impl Condition {
                 scope: Scope::Where(Expr::Or(rest)),
             }),
         };
-        Split { equalities, rest }
+        Split {
+            equalities,
+            conjunctions,
+            rest,
+        }
     }
+}
+
+/// The (path, text) pairs of an `AND` whose every term is one
+/// `path = 'text'` (or `path IN ['text']`), sorted by path; `None` for any
+/// other term, and for one that tests a path twice.
+fn conjunction(term: &Expr) -> Option<Vec<(Vec<String>, String)>> {
+    let Expr::And(items) = term else {
+        return None;
+    };
+    let mut pairs = Vec::with_capacity(items.len());
+    for item in items {
+        let found = string_equalities(item)?;
+        let [pair] = found.as_slice() else {
+            return None;
+        };
+        pairs.push(pair.clone());
+    }
+    pairs.sort();
+    pairs.dedup();
+    if pairs
+        .windows(2)
+        .any(|two| two.first().map(|p| &p.0) == two.get(1).map(|p| &p.0))
+    {
+        return None;
+    }
+    Some(pairs)
 }
 
 /// The (path, text) pairs of `path = 'text'`, `'text' = path` or
