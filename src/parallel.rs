@@ -73,3 +73,40 @@ impl<V> Memo<V> {
         self.entries.insert(key.into(), value);
     }
 }
+
+/// Small numbers for the texts a thread has seen (a twin's tag, a live
+/// value), so that memos over several texts key on a few numbers: each
+/// text is hashed and compared once per twin, and held once however many
+/// memo keys name it. Bounded like [`Memo`]: when [`is_full`](Self::is_full),
+/// the ids start again, and so must every memo keyed by them.
+#[derive(Debug, Default)]
+pub(crate) struct Texts {
+    ids: FxHashMap<Box<str>, usize>,
+    bytes: usize,
+}
+
+impl Texts {
+    /// The id of `text`: 0 when absent, else the same number for the same
+    /// text until the ids start again.
+    pub(crate) fn id(&mut self, text: Option<&str>) -> usize {
+        let Some(text) = text else { return 0 };
+        if let Some(&id) = self.ids.get(text) {
+            return id;
+        }
+        let id = self.ids.len() + 1;
+        self.bytes += text.len();
+        self.ids.insert(text.into(), id);
+        id
+    }
+
+    /// Whether the texts hold their budget of bytes.
+    pub(crate) fn is_full(&self) -> bool {
+        self.bytes > MEMO_BYTES
+    }
+
+    /// Forgets every text: ids start again.
+    pub(crate) fn clear(&mut self) {
+        self.ids.clear();
+        self.bytes = 0;
+    }
+}

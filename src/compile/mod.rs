@@ -194,24 +194,35 @@ impl<'p> Compiler<'p> {
 
     /// Compiles, in parallel, the combinations among `matches` not yet seen.
     pub fn prepare<'m>(&mut self, matches: impl Iterator<Item = &'m [PolicyId]>) {
-        let mut fresh: Vec<TwinPolicies> = Vec::new();
+        let mut fresh_matches: Vec<&[PolicyId]> = Vec::new();
+        let mut seen = rustc_hash::FxHashSet::default();
         for ids in matches {
-            if self.by_match.contains_key(ids) {
-                continue;
+            if !self.by_match.contains_key(ids) && seen.insert(ids) {
+                fresh_matches.push(ids);
             }
-            let split = split_by_twin(self.policies, ids);
+        }
+        if fresh_matches.is_empty() {
+            return;
+        }
+        let policies = self.policies;
+        let splits: Vec<Vec<TwinPolicies>> = fresh_matches
+            .par_iter()
+            .map(|ids| split_by_twin(policies, ids))
+            .collect();
+        let mut fresh: Vec<TwinPolicies> = Vec::new();
+        for (ids, split) in fresh_matches.into_iter().zip(splits) {
             let mut configurations = Vec::with_capacity(split.len());
             for twin in split {
                 let next = self.by_twin.len();
-                let index = *self.by_twin.entry(twin.clone()).or_insert_with(|| {
-                    fresh.push(twin);
+                let index = *self.by_twin.entry(twin).or_insert_with_key(|twin| {
+                    fresh.push(twin.clone());
                     next
                 });
                 configurations.push(index);
             }
             self.by_match.insert(ids.to_vec(), configurations);
         }
-        let (policies, schemas) = (self.policies, self.schemas);
+        let schemas = self.schemas;
         let known = (&self.pool, &self.defaults);
         let compiled: Vec<Compiled> = fresh
             .par_iter()
@@ -381,8 +392,9 @@ fn split_by_twin(policies: &PolicySet, ids: &[PolicyId]) -> Vec<TwinPolicies> {
 /// One configuration, compiled but not yet shared.
 struct Compiled {
     value: DesiredValue,
-    /// Every leaf's origin, in pointer order.
-    leaves: Vec<(String, Origin)>,
+    /// Every leaf's origin, in pointer order, shared where the pool
+    /// holds its parts.
+    leaves: Vec<shared::PooledLeaf>,
     conflicts: Vec<Conflict>,
     create_modules: bool,
 }
@@ -459,10 +471,11 @@ fn configure(
         .any(|policy| policy.create_modules);
     Compiled {
         value,
-        leaves: result
-            .into_iter()
-            .map(|(pointer, Entry { origin, .. })| (pointer, origin))
-            .collect(),
+        leaves: pool.pooled(
+            result
+                .into_iter()
+                .map(|(pointer, Entry { origin, .. })| (pointer, origin)),
+        ),
         conflicts,
         create_modules,
     }

@@ -174,32 +174,72 @@ impl Pool {
         }))
     }
 
-    /// The provenance of `leaves` (in pointer order), sharing each part
-    /// with the configurations that have it too.
-    pub(super) fn provenance(&mut self, leaves: Vec<(String, Origin)>) -> Provenance {
-        // Not collected in place: the leaves' buffer is three times the size
-        // a provenance needs, and provenances are kept.
+    /// `leaves` (in pointer order) with each part this pool already holds
+    /// replaced by its shared copy: read-only, so configurations compiled
+    /// in parallel look their leaves up at once.
+    pub(super) fn pooled(&self, leaves: impl Iterator<Item = (String, Origin)>) -> Vec<PooledLeaf> {
+        leaves
+            .map(|(pointer, origin)| {
+                let leaf = (pointer, origin.setter);
+                let leaf = match self.setters.get(&leaf) {
+                    Some(known) => Pooled::Shared(Arc::clone(known)),
+                    None => Pooled::New(leaf),
+                };
+                let overrode = match self.overrides.get(origin.overrode.as_slice()) {
+                    Some(known) => Pooled::Shared(Arc::clone(known)),
+                    None => Pooled::New(origin.overrode),
+                };
+                (leaf, overrode)
+            })
+            .collect()
+    }
+
+    /// The provenance of pooled `leaves`, adding the parts it did not hold
+    /// yet, for the configurations that have them too.
+    pub(super) fn provenance(&mut self, leaves: Vec<PooledLeaf>) -> Provenance {
+        // Not collected in place: the leaves' buffer is larger than a
+        // provenance needs, and provenances are kept.
         let mut shared = Vec::with_capacity(leaves.len());
-        shared.extend(leaves.into_iter().map(|(pointer, origin)| {
-            let leaf = (pointer, origin.setter);
-            let leaf = if let Some(known) = self.setters.get(&leaf) {
-                Arc::clone(known)
-            } else {
-                let leaf = Arc::new(leaf);
-                self.setters.insert(Arc::clone(&leaf));
-                leaf
+        shared.extend(leaves.into_iter().map(|(leaf, overrode)| {
+            let leaf = match leaf {
+                Pooled::Shared(known) => known,
+                Pooled::New(leaf) => share(&mut self.setters, leaf),
             };
-            let overrode = if let Some(known) = self.overrides.get(origin.overrode.as_slice()) {
-                Arc::clone(known)
-            } else {
-                let overrode: Arc<[PolicyId]> = origin.overrode.into();
-                self.overrides.insert(Arc::clone(&overrode));
-                overrode
+            let overrode = match overrode {
+                Pooled::Shared(known) => known,
+                Pooled::New(overrode) => share(&mut self.overrides, overrode),
             };
             (leaf, overrode)
         }));
         Provenance(shared)
     }
+}
+
+/// A part of a leaf's origin: the pool's copy, or one it does not hold.
+pub(super) enum Pooled<T: ?Sized, Own> {
+    Shared(Arc<T>),
+    New(Own),
+}
+
+/// One leaf's origin, as [`Pool::pooled`] found it.
+pub(super) type PooledLeaf = (
+    Pooled<(String, Setter), (String, Setter)>,
+    Pooled<[PolicyId], Vec<PolicyId>>,
+);
+
+/// The copy of `part` in `set`, added if it is not there (another
+/// configuration of the same batch may have added it since it was pooled).
+fn share<T, Own>(set: &mut FxHashSet<Arc<T>>, part: Own) -> Arc<T>
+where
+    T: ?Sized + Eq + std::hash::Hash,
+    Own: std::borrow::Borrow<T> + Into<Arc<T>>,
+{
+    if let Some(known) = set.get(part.borrow()) {
+        return Arc::clone(known);
+    }
+    let part: Arc<T> = part.into();
+    set.insert(Arc::clone(&part));
+    part
 }
 
 /// What identifies a compiled value before it is built: the module and
@@ -248,6 +288,13 @@ mod tests {
             .collect()
     }
 
+    impl Pool {
+        fn provenance_of(&mut self, leaves: Vec<(String, Origin)>) -> super::Provenance {
+            let pooled = self.pooled(leaves.into_iter());
+            self.provenance(pooled)
+        }
+    }
+
     #[test]
     fn a_value_is_known_by_its_module_and_leaves_not_by_who_set_them() {
         let set_by_some = leaves(&[("/p/a", json!(1), 0), ("/p/b", json!("x"), 1)]);
@@ -284,8 +331,8 @@ mod tests {
         assert_eq!((first.id, other.id), (0, 1));
         assert!(pool.value(b"k").is_some() && pool.value(b"x").is_none());
 
-        let one = pool.provenance(vec![("/a".to_owned(), origin(1))]);
-        let two = pool.provenance(vec![
+        let one = pool.provenance_of(vec![("/a".to_owned(), origin(1))]);
+        let two = pool.provenance_of(vec![
             ("/a".to_owned(), origin(1)),
             ("/b".to_owned(), origin(2)),
         ]);
@@ -296,7 +343,7 @@ mod tests {
     #[test]
     fn a_pointer_is_explained_by_its_leaf_the_first_below_or_the_nearest_above() {
         let mut pool = Pool::default();
-        let provenance = pool.provenance(vec![
+        let provenance = pool.provenance_of(vec![
             ("/a/b".to_owned(), origin(1)),
             ("/a/c/d".to_owned(), origin(2)),
             ("/e".to_owned(), origin(3)),

@@ -20,7 +20,6 @@ pub use err::PlanFileError;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -36,6 +35,7 @@ use crate::schema::{SchemaSet, WriteMode};
 use crate::validate::PolicySet;
 
 use ownership::{Ownership, TAG};
+use rustc_hash::FxHashMap;
 
 /// What apply does to a twin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -375,36 +375,41 @@ enum Shape {
     },
 }
 
-/// Plans already worked out, by the text of what they depend on. One per
-/// thread; twins that look alike are planned once.
+/// Plans already worked out, by what they depend on. One per thread;
+/// twins that look alike are planned once.
 #[derive(Default)]
 pub(crate) struct Memo {
-    /// Ownership tag text → what it records.
-    ownership: parallel::Memo<Option<Arc<Ownership>>>,
-    /// Configuration, tag and live values → what becomes of the twin.
-    shapes: parallel::Memo<Arc<Shape>>,
-    /// Desired and reported values of the managed properties → how they
-    /// compare, when that needs no timestamps.
-    convergence: parallel::Memo<Option<Convergence>>,
+    /// Tags and live values seen → ids, which the three memos below key
+    /// on (and start again with).
+    texts: parallel::Texts,
+    /// Ownership tag (id) → what it records.
+    ownership: FxHashMap<usize, Option<Arc<Ownership>>>,
+    /// Desired value, tag and live values (ids) → what becomes of the twin.
+    shapes: FxHashMap<Box<[usize]>, Arc<Shape>>,
+    /// Desired and reported values of the managed properties (ids) → how
+    /// they compare, when that needs no timestamps.
+    convergence: FxHashMap<Box<[usize]>, Option<Convergence>>,
     /// Changed leaves and patches by their JSON text: twins that differ in
     /// what a plan depends on often still change alike, and then share one.
     changes: parallel::Memo<Arc<Vec<LeafChange>>>,
     patches: parallel::Memo<Arc<Value>>,
     /// (Configuration, shape id) → the shape's changes with the reasons
     /// that configuration gives.
-    reasons: rustc_hash::FxHashMap<(usize, usize), Arc<Vec<LeafChange>>>,
+    reasons: FxHashMap<(usize, usize), Arc<Vec<LeafChange>>>,
     /// How many shapes with changes this memo has made: the last one's id.
     shapes_made: usize,
     /// Configuration → the changes of a module to create.
     creates: HashMap<usize, Arc<Vec<LeafChange>>>,
     /// Desired value → the patch of a module to create.
     create_patches: HashMap<usize, Arc<Value>>,
-    key: String,
+    /// The ids of one twin's live values, and a memo key, reused.
+    live: Vec<usize>,
+    key: Vec<usize>,
 }
 
-/// Most (configuration, shape) pairs a memo remembers reasons for before
-/// it starts again.
-const MAX_REASONS: usize = 1 << 20;
+/// Most entries a memo keyed by numbers (reasons, shapes, convergence)
+/// holds before it starts again.
+const MAX_ENTRIES: usize = 1 << 20;
 
 impl Memo {
     /// `shape` with its id, and the shared copy of its changes and patch.
@@ -431,17 +436,35 @@ impl Memo {
         }
     }
 
-    fn ownership(&mut self, tag: Option<&str>) -> Option<Arc<Ownership>> {
+    /// What the tag with text `tag` and id `id` records.
+    fn ownership(&mut self, tag: Option<&str>, id: usize) -> Option<Arc<Ownership>> {
         let tag = tag?;
-        if let Some(known) = self.ownership.get(tag) {
+        if let Some(known) = self.ownership.get(&id) {
             return known.clone();
         }
         let read = serde_json::from_str::<Value>(tag)
             .ok()
             .and_then(|tag| Ownership::from_tag(&tag))
             .map(Arc::new);
-        self.ownership.remember(tag, read.clone());
+        self.ownership.insert(id, read.clone());
         read
+    }
+
+    /// Starts the memos keyed by text ids again once the texts are full:
+    /// called before a twin's texts get their ids.
+    fn bound(&mut self) {
+        if self.texts.is_full() {
+            self.texts.clear();
+            self.ownership.clear();
+            self.shapes.clear();
+            self.convergence.clear();
+        }
+        if self.shapes.len() >= MAX_ENTRIES {
+            self.shapes.clear();
+        }
+        if self.convergence.len() >= MAX_ENTRIES {
+            self.convergence.clear();
+        }
     }
 }
 
@@ -474,29 +497,32 @@ impl Planner<'_> {
         memo: &mut Memo,
     ) -> Option<Outcome> {
         let configured = configuration.and_then(|at| Some((at, self.configurations.get(at)?)));
+        memo.bound();
         let tag = twin.text(&["tags", TAG]);
-        let recorded = memo.ownership(tag.as_deref());
+        let tag_id = memo.texts.id(tag.as_deref());
+        let recorded = memo.ownership(tag.as_deref(), tag_id);
         if configured.is_none() && recorded.is_none() {
             return None;
         }
         let properties = configured.map_or(&[][..], |(_, c)| c.desired.properties.as_slice());
         let owned = recorded.clone().unwrap_or_default();
-        let live_text = |property: &str| twin.text(&["properties", "desired", property]);
 
         // Twins with the same desired value, the same live values of the
         // properties concerned and the same ownership tag get the same plan
-        // (but for who set each leaf): work it out once.
+        // (but for who set each leaf): work it out once. The value and the
+        // tag decide which properties those are.
+        let mut live = std::mem::take(&mut memo.live);
+        live.clear();
+        for property in properties.iter().chain(owned.managed.keys()) {
+            let text = twin.text(&["properties", "desired", property.as_str()]);
+            live.push(memo.texts.id(text.as_deref()));
+        }
         let mut key = std::mem::take(&mut memo.key);
         key.clear();
-        let _ = write!(key, "{:?}\u{0}", configured.map(|(_, c)| c.desired.id));
-        key.push_str(tag.as_deref().unwrap_or("-"));
-        for property in properties.iter().chain(owned.managed.keys()) {
-            key.push('\u{0}');
-            key.push_str(property);
-            key.push('=');
-            key.push_str(live_text(property).as_deref().unwrap_or("-"));
-        }
-        let shape = if let Some(shape) = memo.shapes.get(&key) {
+        key.push(configured.map_or(0, |(_, c)| c.desired.id + 1));
+        key.push(tag_id);
+        key.extend_from_slice(&live);
+        let shape = if let Some(shape) = memo.shapes.get(key.as_slice()) {
             Arc::clone(shape)
         } else {
             let current = |property: &str| twin.value(&["properties", "desired", property]);
@@ -513,7 +539,8 @@ impl Planner<'_> {
                 &current,
             );
             let shape = Arc::new(memo.interned(shape));
-            memo.shapes.remember(&key, Arc::clone(&shape));
+            memo.shapes
+                .insert(key.as_slice().into(), Arc::clone(&shape));
             shape
         };
         let id = || TwinId {
@@ -522,8 +549,10 @@ impl Planner<'_> {
         };
         let outcome = match &*shape {
             Shape::Unchanged => {
-                let class = (!properties.is_empty())
-                    .then(|| Self::convergence(twin, properties, &mut key, memo));
+                let class = (!properties.is_empty()).then(|| {
+                    let desired = live.get(..properties.len()).unwrap_or_default();
+                    Self::convergence(twin, (properties, desired), &mut key, memo)
+                });
                 // Only a lagging twin is named in the plan.
                 let named = class.is_some_and(|class| class != Convergence::Converged);
                 Outcome::Unchanged(class, named.then(id))
@@ -549,6 +578,7 @@ impl Planner<'_> {
             }
         };
         memo.key = key;
+        memo.live = live;
         Some(outcome)
     }
 
@@ -594,7 +624,7 @@ impl Planner<'_> {
                 .collect();
             intern(&mut memo.changes, Arc::new(leaves))
         };
-        if memo.reasons.len() >= MAX_REASONS {
+        if memo.reasons.len() >= MAX_ENTRIES {
             memo.reasons.clear();
         }
         memo.reasons.insert((at, shape), Arc::clone(&reasoned));
@@ -606,30 +636,23 @@ impl Planner<'_> {
     /// unless timestamps decide it.
     fn convergence(
         twin: &impl TwinFields,
-        properties: &[String],
-        key: &mut String,
+        (properties, desired): (&[String], &[usize]),
+        key: &mut Vec<usize>,
         memo: &mut Memo,
     ) -> Convergence {
         let managed: Vec<&String> = properties.iter().collect();
         key.clear();
-        for property in &managed {
-            for section in ["desired", "reported"] {
-                key.push_str(
-                    twin.text(&["properties", section, property])
-                        .as_deref()
-                        .unwrap_or("-"),
-                );
-                key.push('\u{0}');
-            }
+        key.push(usize::from(twin.is_object(&DESIRED)));
+        for (property, &desired) in managed.iter().zip(desired) {
+            let reported = twin.text(&["properties", "reported", property.as_str()]);
+            key.push(desired);
+            key.push(memo.texts.id(reported.as_deref()));
         }
-        if !twin.is_object(&DESIRED) {
-            key.push('-');
-        }
-        let known = if let Some(known) = memo.convergence.get(key) {
+        let known = if let Some(known) = memo.convergence.get(key.as_slice()) {
             *known
         } else {
             let known = converge::without_timestamps(twin, &managed);
-            memo.convergence.remember(key, known);
+            memo.convergence.insert(key.as_slice().into(), known);
             known
         };
         known.unwrap_or_else(|| converge::classify(twin, &managed))

@@ -283,16 +283,25 @@ fn plan_devices(
     plan: &mut Plan,
 ) {
     let device_twin = |range: &Range<usize>| twins.get(range.start).map(|(_, twin)| twin);
-    let matched: Vec<Vec<PolicyId>> = devices
+    // Which combinations the compiler knows is looked up here, on every
+    // core, so that it goes through only the new ones, on one.
+    let matched: Vec<(Vec<PolicyId>, bool)> = devices
         .par_iter()
         .with_min_len(64)
         .map(|range| {
-            device_twin(range).map_or_else(Vec::new, |twin| {
+            let ids = device_twin(range).map_or_else(Vec::new, |twin| {
                 memos.targets.with(|memo| targets.matching(twin, memo))
-            })
+            });
+            let known = compiler.prepared(&ids).is_some();
+            (ids, known)
         })
         .collect();
-    compiler.prepare(matched.iter().map(Vec::as_slice));
+    compiler.prepare(
+        matched
+            .iter()
+            .filter(|(_, known)| !known)
+            .map(|(ids, _)| ids.as_slice()),
+    );
     let compiler_view = &*compiler;
     let planner = Planner {
         configurations: compiler_view.all(),
@@ -305,7 +314,7 @@ fn plan_devices(
         .par_iter()
         .zip(&matched)
         .with_min_len(64)
-        .map(|(range, ids)| {
+        .map(|(range, (ids, _))| {
             memos.plans.with(|memo| {
                 let members = twins.get(range.clone()).unwrap_or_default();
                 let configurations = compiler_view.prepared(ids).unwrap_or_default();
