@@ -141,7 +141,7 @@ async fn apply_one(twin: &TwinPlan, hub: &impl Hub) -> Outcome {
     } else {
         twin.etag.clone()
     };
-    match hub.patch(&id, &twin.patch, etag.as_deref()).await {
+    match hub.patch(&id, &twin.patch.value(), etag.as_deref()).await {
         Ok(written) => Outcome::Applied {
             etag: written
                 .json
@@ -186,7 +186,7 @@ async fn stale_or_applied(twin: &TwinPlan, hub: &impl Hub) -> Outcome {
             changed: vec!["the twin changed and could not be read again".to_owned()],
         };
     };
-    if patch::is_in_effect(&twin.patch, Some(&now.json)) {
+    if patch::is_in_effect(&twin.patch.value(), Some(&now.json)) {
         return Outcome::Applied {
             etag: now
                 .json

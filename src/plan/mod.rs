@@ -35,6 +35,7 @@ use crate::schema::{SchemaSet, WriteMode};
 use crate::validate::PolicySet;
 
 use ownership::{Ownership, TAG};
+use patch::Patch;
 use rustc_hash::FxHashMap;
 
 /// What apply does to a twin.
@@ -125,7 +126,7 @@ pub struct TwinPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module_id: Option<String>,
     /// The JSON merge patch apply sends (shared by twins that change alike).
-    pub patch: Arc<Value>,
+    pub patch: Arc<Patch>,
 }
 
 impl TwinPlan {
@@ -193,7 +194,7 @@ fn shared_twins<'de, D: serde::Deserializer<'de>>(
             let mut twins = Vec::new();
             while let Some(mut twin) = seq.next_element::<TwinPlan>()? {
                 twin.changes = intern(&mut memo.changes, twin.changes);
-                twin.patch = intern(&mut memo.patches, twin.patch);
+                twin.patch = intern_patch(&mut memo.patches, twin.patch);
                 twins.push(twin);
             }
             Ok(twins)
@@ -359,6 +360,16 @@ fn intern<T: Serialize>(memo: &mut parallel::Memo<Arc<T>>, value: Arc<T>) -> Arc
     value
 }
 
+/// The copy of `patch` already in `memo`, or `patch`, remembered.
+fn intern_patch(memo: &mut parallel::Memo<Arc<Patch>>, patch: Arc<Patch>) -> Arc<Patch> {
+    let text = patch.text().get();
+    if let Some(known) = memo.get(text) {
+        return Arc::clone(known);
+    }
+    memo.remember(text, Arc::clone(&patch));
+    patch
+}
+
 /// What becomes of every twin with the same configuration, the same live
 /// values of the properties concerned and the same ownership tag.
 enum Shape {
@@ -371,7 +382,7 @@ enum Shape {
         action: Action,
         drifted: Vec<String>,
         changes: Arc<Vec<LeafChange>>,
-        patch: Arc<Value>,
+        patch: Arc<Patch>,
     },
 }
 
@@ -392,7 +403,7 @@ pub(crate) struct Memo {
     /// Changed leaves and patches by their JSON text: twins that differ in
     /// what a plan depends on often still change alike, and then share one.
     changes: parallel::Memo<Arc<Vec<LeafChange>>>,
-    patches: parallel::Memo<Arc<Value>>,
+    patches: parallel::Memo<Arc<Patch>>,
     /// (Configuration, shape id) → the shape's changes with the reasons
     /// that configuration gives.
     reasons: FxHashMap<(usize, usize), Arc<Vec<LeafChange>>>,
@@ -401,7 +412,7 @@ pub(crate) struct Memo {
     /// Configuration → the changes of a module to create.
     creates: HashMap<usize, Arc<Vec<LeafChange>>>,
     /// Desired value → the patch of a module to create.
-    create_patches: HashMap<usize, Arc<Value>>,
+    create_patches: HashMap<usize, Arc<Patch>>,
     /// The ids of one twin's live values, and a memo key, reused.
     live: Vec<usize>,
     key: Vec<usize>,
@@ -425,7 +436,7 @@ impl Memo {
             return shape;
         };
         let changes = intern(&mut self.changes, changes);
-        let patch = intern(&mut self.patches, patch);
+        let patch = intern_patch(&mut self.patches, patch);
         self.shapes_made += 1;
         Shape::Change {
             id: self.shapes_made,
@@ -710,7 +721,7 @@ impl Planner<'_> {
             action,
             drifted: delta.drifted,
             changes: delta.changes,
-            patch: Arc::new(assemble(delta.desired_patch, tag_patch)),
+            patch: Arc::new(Patch::new(&assemble(delta.desired_patch, tag_patch))),
         }
     }
 
@@ -792,7 +803,7 @@ impl Planner<'_> {
                 policy_set: Some(self.context.origin.policy_set.clone()),
                 commit: self.context.origin.commit.clone(),
             };
-            Arc::new(assemble(value, Some(ownership.to_tag())))
+            Arc::new(Patch::new(&assemble(value, Some(ownership.to_tag()))))
         }));
         let changes = memo
             .creates
@@ -912,7 +923,7 @@ pub fn applied(plan: &Plan, fleet: &Fleet) -> Fleet {
                     }),
                 }),
         };
-        patch::merge(&mut target.json, &twin.patch);
+        patch::merge(&mut target.json, &twin.patch.value());
     }
     fleet
 }

@@ -118,21 +118,14 @@ impl serde::Serialize for TwinsText<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error as _, SerializeSeq as _};
         // Keyed by the address of the shared copy, which the plan holds
-        // while it is written.
+        // while it is written. Patches are held as their text already.
         let mut changes: HashMap<*const Vec<LeafChange>, Box<RawValue>> = HashMap::new();
-        let mut patches: HashMap<*const Value, Box<RawValue>> = HashMap::new();
         let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
         for twin in self.0 {
             let changes = match changes.entry(Arc::as_ptr(&twin.changes)) {
                 Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(new) => {
                     new.insert(to_raw_value(&*twin.changes).map_err(S::Error::custom)?)
-                }
-            };
-            let patch = match patches.entry(Arc::as_ptr(&twin.patch)) {
-                Entry::Occupied(known) => known.into_mut(),
-                Entry::Vacant(new) => {
-                    new.insert(to_raw_value(&*twin.patch).map_err(S::Error::custom)?)
                 }
             };
             seq.serialize_element(&TwinText {
@@ -142,7 +135,7 @@ impl serde::Serialize for TwinsText<'_> {
                 drifted: &twin.drifted,
                 etag: twin.etag.as_deref(),
                 module_id: twin.module_id.as_deref(),
-                patch,
+                patch: twin.patch.text(),
             })?;
         }
         seq.end()
@@ -236,7 +229,8 @@ pub fn from_json(path: &str, text: &str, hub: &HubIdentity) -> Result<Plan, Plan
     // A plan serialises as its sorted JSON value does (see `write`), so this
     // is the checksum of what was written, less members no plan has.
     let mut digest = Digesting(Sha256::new());
-    serde_json::to_writer(&mut digest, &plan).map_err(|error| unreadable(error.to_string()))?;
+    serde_json::to_writer(&mut digest, &PlanText::of(&plan))
+        .map_err(|error| unreadable(error.to_string()))?;
     let found = crate::plan::ownership::hex(&digest.0.finalize());
     if stored.checksum.as_deref() != Some(found.as_str()) {
         return Err(PlanFileError::Edited {
@@ -267,6 +261,7 @@ mod tests {
     use super::{from_json, to_json, write, write_file};
     use crate::hub::HubIdentity;
     use crate::hub::TwinId;
+    use crate::plan::patch::Patch;
     use crate::plan::{
         Action, Convergence, LeafChange, Op, Origin, Plan, PlanFileError, Reason, TwinPlan,
     };
@@ -353,9 +348,9 @@ mod tests {
                     reason: Reason::Default { schema: "s".into() },
                 },
             ]),
-            patch: Arc::new(
-                json!({"tags": {"twinops": null}, "properties": {"desired": {"p": 1.5}}}),
-            ),
+            patch: Arc::new(Patch::new(
+                &json!({"tags": {"twinops": null}, "properties": {"desired": {"p": 1.5}}}),
+            )),
         });
         // A twin sharing the first one's changes and patch, with none of
         // the optional fields.

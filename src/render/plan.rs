@@ -328,6 +328,7 @@ mod tests {
     use serde_json::json;
 
     use super::{COMMENT_LIMIT, plan_human, plan_markdown, summary};
+    use crate::plan::patch::Patch;
     use crate::plan::{Action, LeafChange, Op, Origin, Plan, Reason, TwinPlan};
 
     fn twin(device: &str, value: usize) -> TwinPlan {
@@ -347,9 +348,9 @@ mod tests {
                     source: "policies/p.yaml:8:22".to_owned(),
                 },
             }]),
-            patch: Arc::new(
-                json!({"properties": {"desired": {"telemetry": {"intervalSeconds": value}}}}),
-            ),
+            patch: Arc::new(Patch::new(
+                &json!({"properties": {"desired": {"telemetry": {"intervalSeconds": value}}}}),
+            )),
         }
     }
 
