@@ -19,6 +19,7 @@ pub use converge::Convergence;
 pub use err::PlanFileError;
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -32,7 +33,7 @@ use crate::fleet::{Fleet, Twin, TwinFields};
 use crate::hub::{HubIdentity, TwinId};
 use crate::parallel::{self, PerThread};
 use crate::schema::{SchemaSet, WriteMode};
-use crate::validate::PolicySet;
+use crate::validate::{PolicyId, PolicySet};
 
 use ownership::{Ownership, TAG};
 use patch::Patch;
@@ -407,6 +408,11 @@ pub(crate) struct Memo {
     /// (Configuration, shape id) → the shape's changes with the reasons
     /// that configuration gives.
     reasons: FxHashMap<(usize, usize), Arc<Vec<LeafChange>>>,
+    /// (Shape id, who set each changed leaf) → the same, shared by the
+    /// configurations that agree on who set the leaves that change.
+    by_setters: FxHashMap<ShapeSetters, Arc<Vec<LeafChange>>>,
+    /// Policy → leaf → the reason naming the policy's line for it.
+    policy_reasons: FxHashMap<PolicyId, FxHashMap<Box<str>, Reason>>,
     /// How many shapes with changes this memo has made: the last one's id.
     shapes_made: usize,
     /// Configuration → the changes of a module to create.
@@ -417,6 +423,10 @@ pub(crate) struct Memo {
     live: Vec<usize>,
     key: Vec<usize>,
 }
+
+/// A shape's id and who set each of its changed leaves (`None` for a leaf
+/// that goes away, or that nobody set).
+type ShapeSetters = (usize, Vec<Option<Setter>>);
 
 /// Most entries a memo keyed by numbers (reasons, shapes, convergence)
 /// holds before it starts again.
@@ -609,31 +619,51 @@ impl Planner<'_> {
             return Arc::clone(known);
         }
         // Leaves with a value after apply are set by the configuration;
-        // the others are unset or pruned, whoever configures the twin.
-        let reasons: Vec<Option<Reason>> = changes
+        // the others are unset or pruned, whoever configures the twin. Which
+        // leaves those are is the shape's, so the shape and who set each
+        // leaf decide the reasons: configurations that agree share a list.
+        let setters: Vec<Option<Setter>> = changes
             .iter()
             .map(|leaf| {
                 leaf.after
-                    .is_some()
-                    .then(|| self.reason(configuration, &leaf.path))
+                    .as_ref()
+                    .and_then(|_| configuration.provenance.setter(&leaf.path).cloned())
             })
             .collect();
-        let same = changes
-            .iter()
-            .zip(&reasons)
-            .all(|(leaf, reason)| reason.as_ref().is_none_or(|reason| *reason == leaf.reason));
-        let reasoned = if same {
-            Arc::clone(changes)
-        } else {
-            let leaves = changes
-                .iter()
-                .zip(reasons)
-                .map(|(leaf, reason)| LeafChange {
-                    reason: reason.unwrap_or_else(|| leaf.reason.clone()),
-                    ..leaf.clone()
-                })
-                .collect();
-            intern(&mut memo.changes, Arc::new(leaves))
+        if memo.by_setters.len() >= MAX_ENTRIES {
+            memo.by_setters.clear();
+        }
+        let reasoned = match memo.by_setters.entry((shape, setters)) {
+            Entry::Occupied(known) => Arc::clone(known.get()),
+            Entry::Vacant(new) => {
+                let reasons: Vec<Option<Reason>> = changes
+                    .iter()
+                    .zip(&new.key().1)
+                    .map(|(leaf, setter)| {
+                        leaf.after.is_some().then(|| {
+                            self.reason(setter.as_ref(), &leaf.path, &mut memo.policy_reasons)
+                        })
+                    })
+                    .collect();
+                let same = changes.iter().zip(&reasons).all(|(leaf, reason)| {
+                    reason.as_ref().is_none_or(|reason| *reason == leaf.reason)
+                });
+                let reasoned = if same {
+                    Arc::clone(changes)
+                } else {
+                    Arc::new(
+                        changes
+                            .iter()
+                            .zip(reasons)
+                            .map(|(leaf, reason)| LeafChange {
+                                reason: reason.unwrap_or_else(|| leaf.reason.clone()),
+                                ..leaf.clone()
+                            })
+                            .collect(),
+                    )
+                };
+                Arc::clone(new.insert(reasoned))
+            }
         };
         if memo.reasons.len() >= MAX_ENTRIES {
             memo.reasons.clear();
@@ -848,6 +878,7 @@ impl Planner<'_> {
         configuration: Option<&Configuration>,
     ) -> Vec<LeafChange> {
         let base = crate::load::join_pointer("", property);
+        let mut known = FxHashMap::default();
         patch::changed_leaves(before, after, &base)
             .into_iter()
             .filter_map(|(path, was, will)| {
@@ -858,7 +889,10 @@ impl Planner<'_> {
                     (None, None) => return None,
                 };
                 let reason = match (will, configuration) {
-                    (Some(_), Some(configuration)) => self.reason(configuration, &path),
+                    (Some(_), Some(configuration)) => {
+                        let setter = configuration.provenance.setter(&path);
+                        self.reason(setter, &path, &mut known)
+                    }
                     (None, Some(_)) => Reason::Unset,
                     _ => Reason::Prune,
                 };
@@ -873,15 +907,29 @@ impl Planner<'_> {
             .collect()
     }
 
-    fn reason(&self, configuration: &Configuration, path: &str) -> Reason {
-        match configuration.provenance.setter(path) {
+    /// Why the leaf at `path` gets its value, given who set it; a policy's
+    /// reasons are remembered in `known`, since each names a place in a file.
+    fn reason(
+        &self,
+        setter: Option<&Setter>,
+        path: &str,
+        known: &mut FxHashMap<PolicyId, FxHashMap<Box<str>, Reason>>,
+    ) -> Reason {
+        match setter {
             Some(Setter::Policy(id)) => {
-                self.policies
-                    .get(*id)
-                    .map_or(Reason::Unset, |policy| Reason::Policy {
-                        policy: policy.name.clone(),
-                        source: self.sources.describe(policy.leaf_span(path)),
-                    })
+                let known = known.entry(*id).or_default();
+                if let Some(reason) = known.get(path) {
+                    return reason.clone();
+                }
+                let reason =
+                    self.policies
+                        .get(*id)
+                        .map_or(Reason::Unset, |policy| Reason::Policy {
+                            policy: policy.name.clone(),
+                            source: self.sources.describe(policy.leaf_span(path)),
+                        });
+                known.insert(path.into(), reason.clone());
+                reason
             }
             Some(Setter::Default(schema)) => Reason::Default {
                 schema: schema.clone(),

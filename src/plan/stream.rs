@@ -283,23 +283,23 @@ fn plan_devices(
     plan: &mut Plan,
 ) {
     let device_twin = |range: &Range<usize>| twins.get(range.start).map(|(_, twin)| twin);
-    // Which combinations the compiler knows is looked up here, on every
-    // core, so that it goes through only the new ones, on one.
-    let matched: Vec<(Vec<PolicyId>, bool)> = devices
+    // The configurations of combinations the compiler knows are looked up
+    // here, on every core, so that it goes through only the new ones, on one.
+    let matched: Vec<(Vec<PolicyId>, Option<Vec<usize>>)> = devices
         .par_iter()
         .with_min_len(64)
         .map(|range| {
             let ids = device_twin(range).map_or_else(Vec::new, |twin| {
                 memos.targets.with(|memo| targets.matching(twin, memo))
             });
-            let known = compiler.prepared(&ids).is_some();
+            let known = compiler.prepared(&ids).map(<[usize]>::to_vec);
             (ids, known)
         })
         .collect();
     compiler.prepare(
         matched
             .iter()
-            .filter(|(_, known)| !known)
+            .filter(|(_, known)| known.is_none())
             .map(|(ids, _)| ids.as_slice()),
     );
     let compiler_view = &*compiler;
@@ -314,10 +314,13 @@ fn plan_devices(
         .par_iter()
         .zip(&matched)
         .with_min_len(64)
-        .map(|(range, (ids, _))| {
+        .map(|(range, (ids, known))| {
             memos.plans.with(|memo| {
                 let members = twins.get(range.clone()).unwrap_or_default();
-                let configurations = compiler_view.prepared(ids).unwrap_or_default();
+                let configurations = match known {
+                    Some(known) => known.as_slice(),
+                    None => compiler_view.prepared(ids).unwrap_or_default(),
+                };
                 let mut outcomes = Vec::new();
                 let mut given = Vec::with_capacity(configurations.len());
                 for (_, twin) in members {
