@@ -110,3 +110,22 @@ impl Texts {
         self.bytes = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Texts;
+
+    #[test]
+    fn a_text_keeps_its_id_until_the_ids_start_again() {
+        let mut texts = Texts::default();
+        assert_eq!(texts.id(None), 0);
+        let first = texts.id(Some("{\"a\":1}"));
+        let second = texts.id(Some("{\"a\":2}"));
+        assert_ne!(first, 0);
+        assert_ne!(first, second);
+        assert_eq!(texts.id(Some("{\"a\":1}")), first);
+        assert!(!texts.is_full());
+        texts.clear();
+        assert_eq!(texts.id(Some("{\"a\":2}")), first, "ids start again");
+    }
+}
