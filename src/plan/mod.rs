@@ -195,7 +195,7 @@ fn shared_twins<'de, D: serde::Deserializer<'de>>(
             let mut twins = Vec::new();
             while let Some(mut twin) = seq.next_element::<TwinPlan>()? {
                 twin.changes = intern(&mut memo.changes, twin.changes);
-                twin.patch = intern_patch(&mut memo.patches, twin.patch);
+                twin.patch = intern_patch(&mut memo.patches, &twin.patch);
                 twins.push(twin);
             }
             Ok(twins)
@@ -351,24 +351,25 @@ struct Delta {
 
 /// The copy of `value` already in `memo`, or `value`, remembered.
 fn intern<T: Serialize>(memo: &mut parallel::Memo<Arc<T>>, value: Arc<T>) -> Arc<T> {
-    let Ok(text) = serde_json::to_string(&*value) else {
-        return value;
-    };
-    if let Some(known) = memo.get(&text) {
-        return Arc::clone(known);
+    match serde_json::to_string(&*value) {
+        Ok(text) => intern_as(memo, &text, value),
+        Err(_) => value,
     }
-    memo.remember(&text, Arc::clone(&value));
-    value
 }
 
-/// The copy of `patch` already in `memo`, or `patch`, remembered.
-fn intern_patch(memo: &mut parallel::Memo<Arc<Patch>>, patch: Arc<Patch>) -> Arc<Patch> {
-    let text = patch.text().get();
+/// The copy of `patch` already in `memo`, or `patch`, remembered: a patch
+/// is known by the text it holds.
+fn intern_patch(memo: &mut parallel::Memo<Arc<Patch>>, patch: &Arc<Patch>) -> Arc<Patch> {
+    intern_as(memo, patch.text().get(), Arc::clone(patch))
+}
+
+/// The copy of `value` that `memo` holds for `text`, or `value`, remembered.
+fn intern_as<T>(memo: &mut parallel::Memo<Arc<T>>, text: &str, value: Arc<T>) -> Arc<T> {
     if let Some(known) = memo.get(text) {
         return Arc::clone(known);
     }
-    memo.remember(text, Arc::clone(&patch));
-    patch
+    memo.remember(text, Arc::clone(&value));
+    value
 }
 
 /// What becomes of every twin with the same configuration, the same live
@@ -446,7 +447,7 @@ impl Memo {
             return shape;
         };
         let changes = intern(&mut self.changes, changes);
-        let patch = intern_patch(&mut self.patches, patch);
+        let patch = intern_patch(&mut self.patches, &patch);
         self.shapes_made += 1;
         Shape::Change {
             id: self.shapes_made,
@@ -641,7 +642,11 @@ impl Planner<'_> {
                     .zip(&new.key().1)
                     .map(|(leaf, setter)| {
                         leaf.after.is_some().then(|| {
-                            self.reason(setter.as_ref(), &leaf.path, &mut memo.policy_reasons)
+                            self.remembered_reason(
+                                setter.as_ref(),
+                                &leaf.path,
+                                &mut memo.policy_reasons,
+                            )
                         })
                     })
                     .collect();
@@ -878,7 +883,6 @@ impl Planner<'_> {
         configuration: Option<&Configuration>,
     ) -> Vec<LeafChange> {
         let base = crate::load::join_pointer("", property);
-        let mut known = FxHashMap::default();
         patch::changed_leaves(before, after, &base)
             .into_iter()
             .filter_map(|(path, was, will)| {
@@ -890,8 +894,7 @@ impl Planner<'_> {
                 };
                 let reason = match (will, configuration) {
                     (Some(_), Some(configuration)) => {
-                        let setter = configuration.provenance.setter(&path);
-                        self.reason(setter, &path, &mut known)
+                        self.reason(configuration.provenance.setter(&path), &path)
                     }
                     (None, Some(_)) => Reason::Unset,
                     _ => Reason::Prune,
@@ -907,29 +910,36 @@ impl Planner<'_> {
             .collect()
     }
 
-    /// Why the leaf at `path` gets its value, given who set it; a policy's
-    /// reasons are remembered in `known`, since each names a place in a file.
-    fn reason(
+    /// [`reason`](Self::reason), with a policy's reasons remembered in
+    /// `known`: each names a place in a file, worked out once.
+    fn remembered_reason(
         &self,
         setter: Option<&Setter>,
         path: &str,
         known: &mut FxHashMap<PolicyId, FxHashMap<Box<str>, Reason>>,
     ) -> Reason {
+        let Some(Setter::Policy(id)) = setter else {
+            return self.reason(setter, path);
+        };
+        let known = known.entry(*id).or_default();
+        if let Some(reason) = known.get(path) {
+            return reason.clone();
+        }
+        let reason = self.reason(setter, path);
+        known.insert(path.into(), reason.clone());
+        reason
+    }
+
+    /// Why the leaf at `path` gets its value, given who set it.
+    fn reason(&self, setter: Option<&Setter>, path: &str) -> Reason {
         match setter {
             Some(Setter::Policy(id)) => {
-                let known = known.entry(*id).or_default();
-                if let Some(reason) = known.get(path) {
-                    return reason.clone();
-                }
-                let reason =
-                    self.policies
-                        .get(*id)
-                        .map_or(Reason::Unset, |policy| Reason::Policy {
-                            policy: policy.name.clone(),
-                            source: self.sources.describe(policy.leaf_span(path)),
-                        });
-                known.insert(path.into(), reason.clone());
-                reason
+                self.policies
+                    .get(*id)
+                    .map_or(Reason::Unset, |policy| Reason::Policy {
+                        policy: policy.name.clone(),
+                        source: self.sources.describe(policy.leaf_span(path)),
+                    })
             }
             Some(Setter::Default(schema)) => Reason::Default {
                 schema: schema.clone(),

@@ -8,6 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::load::join_pointer;
+
 /// A merge patch as a plan holds it: its compact JSON text, keys sorted,
 /// exactly what serialising its value gives. A plan keeps one per distinct
 /// patch, and as text it takes a tenth of the memory of its value; apply
@@ -59,8 +61,6 @@ impl<'de> Deserialize<'de> for Patch {
         Value::deserialize(deserializer).map(|value| Self::new(&value))
     }
 }
-
-use crate::load::join_pointer;
 
 /// Applies merge `patch` to `target` (RFC 7386): objects merge key by key,
 /// `null` removes, anything else replaces.
