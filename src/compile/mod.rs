@@ -298,15 +298,26 @@ impl<'p> Compiler<'p> {
 
     /// Records that device `device_id` gets `configuration` (each device
     /// once per configuration); `module_missing` when it lacks the module.
+    ///
+    /// Devices come in id order, as fleets and snapshots hold them, so the
+    /// first device seen is the first by id: the example is found without
+    /// comparing ids.
     pub fn affects(&mut self, configuration: usize, device_id: &str, module_missing: bool) {
         let Some(affected) = self.affected.get_mut(configuration) else {
             return;
         };
         affected.count += 1;
+        debug_assert!(
+            affected
+                .example
+                .as_ref()
+                .is_none_or(|(_, id)| id.as_str() < device_id),
+            "devices come in id order"
+        );
         let better = affected
             .example
             .as_ref()
-            .is_none_or(|(missing, id)| (module_missing, device_id) < (*missing, id.as_str()));
+            .is_none_or(|(missing, _)| *missing && !module_missing);
         if better {
             affected.example = Some((module_missing, device_id.to_owned()));
         }

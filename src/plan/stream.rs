@@ -116,7 +116,11 @@ pub fn plan(
                 &mut plan,
             );
         }
-        spare.twins = recycle(batch.twins);
+        // The twins' allocations were made on the worker threads: they are
+        // freed there too, in parallel, not one by one here.
+        let mut twins = batch.twins;
+        twins.par_drain(..).with_min_len(256).for_each(drop);
+        spare.twins = recycle(twins);
         if !more {
             break;
         }
@@ -229,13 +233,19 @@ impl Order {
     fn devices(&mut self, twins: &[(At, RawTwin<'_>)]) -> Option<Vec<Range<usize>>> {
         self.before_batch.clone_from(&self.last);
         let mut devices: Vec<Range<usize>> = Vec::new();
+        // Each twin is checked against the one before it, borrowed; only the
+        // batch's last twin is kept, for the next batch.
+        let mut previous = self
+            .last
+            .as_ref()
+            .map(|(device, module)| (device.as_str(), module.as_deref()));
         for (index, (_, twin)) in twins.iter().enumerate() {
             let key = (twin.device_id.as_ref(), twin.module_id.as_deref());
-            let in_order = match (&self.last, key) {
+            let in_order = match (previous, key) {
                 (None, (_, module)) => module.is_none(),
-                (Some((device, _)), (id, None)) => id > device.as_str(),
+                (Some((device, _)), (id, None)) => id > device,
                 (Some((device, last_module)), (id, Some(module))) => {
-                    id == device && last_module.as_deref().is_none_or(|last| module > last)
+                    id == device && last_module.is_none_or(|last| module > last)
                 }
             };
             if !in_order {
@@ -245,7 +255,11 @@ impl Order {
                 (Some(_), Some(device)) => device.end = index + 1,
                 _ => devices.push(index..index + 1),
             }
-            self.last = Some((key.0.to_owned(), key.1.map(str::to_owned)));
+            previous = Some(key);
+        }
+        let last = previous.map(|(device, module)| (device.to_owned(), module.map(str::to_owned)));
+        if last.is_some() {
+            self.last = last;
         }
         Some(devices)
     }
