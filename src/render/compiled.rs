@@ -51,12 +51,11 @@ pub fn compiled_human(
             || "device twin".to_owned(),
             |module| format!("module {module}"),
         );
-        let names: Vec<&str> = members.iter().map(|t| t.device_id.as_str()).collect();
         writeln!(
             out,
             "# {twin_kind} on {}: {}",
             super::count(members.len(), "twin"),
-            super::abbreviated(&names)
+            super::abbreviated_by(members, |twin| twin.device_id.clone())
         )?;
         let policy_names: Vec<String> = configuration
             .policies

@@ -54,13 +54,19 @@ const NAMED: usize = 5;
 
 /// `a, b, c, d, e and 3 more`: the first names of a long list.
 pub(crate) fn abbreviated<S: AsRef<str>>(names: &[S]) -> String {
-    let shown = names
+    abbreviated_by(names, |name| name.as_ref().to_owned())
+}
+
+/// [`abbreviated`] for a list of things, naming only those shown: a group
+/// can hold a million twins.
+pub(crate) fn abbreviated_by<T>(items: &[T], name: impl Fn(&T) -> String) -> String {
+    let shown = items
         .iter()
         .take(NAMED)
-        .map(AsRef::as_ref)
+        .map(name)
         .collect::<Vec<_>>()
         .join(", ");
-    match names.len().saturating_sub(NAMED) {
+    match items.len().saturating_sub(NAMED) {
         0 => shown,
         more => format!("{shown} and {more} more"),
     }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use serde_json::Value;
 
 use crate::load::pointer_keys;
@@ -22,17 +23,36 @@ type GroupKey<'p> = (&'p Option<String>, Action, &'p Vec<String>, usize);
 /// Twins that change identically, in plan order of their first twin.
 fn groups(plan: &Plan) -> Vec<Vec<&TwinPlan>> {
     // Twins that change alike mostly share one list of changes: each
-    // distinct list is compared by its text once, not once per twin.
+    // distinct list is written as text once (on every core) and compared
+    // by its text, not once per twin.
     let mut lists: HashMap<*const Vec<LeafChange>, usize> = HashMap::new();
-    let mut texts: HashMap<String, usize> = HashMap::new();
+    let mut shared: Vec<&[LeafChange]> = Vec::new();
+    let list_at: Vec<usize> = plan
+        .changes
+        .iter()
+        .map(|twin| {
+            *lists.entry(Arc::as_ptr(&twin.changes)).or_insert_with(|| {
+                shared.push(&twin.changes);
+                shared.len() - 1
+            })
+        })
+        .collect();
+    let texts: Vec<String> = shared
+        .par_iter()
+        .map(|changes| serde_json::to_string(changes).unwrap_or_default())
+        .collect();
+    let mut by_text: HashMap<&str, usize> = HashMap::new();
+    let list_id: Vec<usize> = texts
+        .iter()
+        .map(|text| {
+            let next = by_text.len();
+            *by_text.entry(text).or_insert(next)
+        })
+        .collect();
     let mut index: HashMap<GroupKey<'_>, usize> = HashMap::new();
     let mut groups: Vec<Vec<&TwinPlan>> = Vec::new();
-    for twin in &plan.changes {
-        let list = *lists.entry(Arc::as_ptr(&twin.changes)).or_insert_with(|| {
-            let text = serde_json::to_string(&twin.changes).unwrap_or_default();
-            let next = texts.len();
-            *texts.entry(text).or_insert(next)
-        });
+    for (twin, at) in plan.changes.iter().zip(list_at) {
+        let list = list_id.get(at).copied().unwrap_or_default();
         let key = (&twin.module_id, twin.action, &twin.drifted, list);
         let next = groups.len();
         let slot = *index.entry(key).or_insert(next);
@@ -71,8 +91,7 @@ pub fn summary(plan: &Plan) -> String {
 }
 
 fn twin_names(group: &[&TwinPlan]) -> String {
-    let names: Vec<String> = group.iter().map(|twin| twin.id().display()).collect();
-    super::abbreviated(&names)
+    super::abbreviated_by(group, |twin| twin.id().display())
 }
 
 fn heading(group: &[&TwinPlan]) -> (char, String) {
@@ -174,23 +193,17 @@ fn notes(plan: &Plan) -> Vec<String> {
             Convergence::Differing => "the device reports a different configuration",
             Convergence::Converged => continue,
         };
-        let names: Vec<String> = twins.iter().map(crate::hub::TwinId::display).collect();
         notes.push(format!(
             "{} unchanged but {what}: {}",
             super::count(twins.len(), "twin"),
-            super::abbreviated(&names)
+            super::abbreviated_by(twins, crate::hub::TwinId::display)
         ));
     }
     if !plan.missing_modules.is_empty() {
-        let names: Vec<String> = plan
-            .missing_modules
-            .iter()
-            .map(crate::hub::TwinId::display)
-            .collect();
         notes.push(format!(
             "{} targeted but missing (set `createModules: true` to create them): {}",
             super::count(plan.missing_modules.len(), "module twin"),
-            super::abbreviated(&names)
+            super::abbreviated_by(&plan.missing_modules, crate::hub::TwinId::display)
         ));
     }
     notes
@@ -201,27 +214,43 @@ fn notes(plan: &Plan) -> Vec<String> {
 /// # Errors
 /// When writing fails.
 pub fn plan_human(out: &mut dyn Write, plan: &Plan, color: bool) -> std::io::Result<()> {
-    for group in groups(plan) {
-        let (sign, title) = heading(&group);
-        writeln!(out, "{}", paint(sign, &format!("{sign} {title}"), color))?;
-        if let Some(first) = group.first() {
-            if !first.drifted.is_empty() {
-                let text = format!(
-                    "! drifted: {} changed outside twinops; restored",
-                    first.drifted.join(", ")
-                );
-                writeln!(out, "    {}", paint('!', &text, color))?;
-            }
-            for (sign, line) in leaf_lines(&first.changes) {
-                writeln!(out, "    {}", paint(sign, &format!("{sign} {line}"), color))?;
-            }
-        }
-        writeln!(out)?;
+    // A large plan has thousands of groups: they are written on every core.
+    let groups: Vec<String> = groups(plan)
+        .par_iter()
+        .map(|group| group_human(group, color))
+        .collect();
+    for group in &groups {
+        out.write_all(group.as_bytes())?;
     }
     for note in notes(plan) {
         writeln!(out, "Note: {note}.")?;
     }
     writeln!(out, "{}", summary(plan))
+}
+
+/// One group of [`plan_human`]: its heading, then the changes its twins share.
+fn group_human(group: &[&TwinPlan], color: bool) -> String {
+    let mut text = String::new();
+    let (sign, title) = heading(group);
+    let _ = writeln!(text, "{}", paint(sign, &format!("{sign} {title}"), color));
+    if let Some(first) = group.first() {
+        if !first.drifted.is_empty() {
+            let drifted = format!(
+                "! drifted: {} changed outside twinops; restored",
+                first.drifted.join(", ")
+            );
+            let _ = writeln!(text, "    {}", paint('!', &drifted, color));
+        }
+        for (sign, line) in leaf_lines(&first.changes) {
+            let _ = writeln!(
+                text,
+                "    {}",
+                paint(sign, &format!("{sign} {line}"), color)
+            );
+        }
+    }
+    text.push('\n');
+    text
 }
 
 /// The plan document; the same JSON a saved plan holds.
