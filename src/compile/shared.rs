@@ -6,6 +6,7 @@
 //! and a few pointers each cost.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -26,6 +27,8 @@ pub struct Desired {
     /// The value as compact JSON, keys sorted. As text it takes a tenth of
     /// what its parsed tree does, and a fleet can compile to thousands.
     text: String,
+    /// Where each property's value lies in `text`, in property order.
+    property_texts: Vec<Range<usize>>,
     /// What the schemas, their rules and IoT Hub's limits find wrong with
     /// the value, in the order they were checked.
     pub(super) checks: Vec<Check>,
@@ -37,6 +40,31 @@ impl Desired {
     pub fn value(&self) -> Map<String, Value> {
         // The text was written from a map: it reads back as one.
         serde_json::from_str(&self.text).unwrap_or_default()
+    }
+
+    /// The `index`th property's value as compact JSON, keys sorted.
+    #[must_use]
+    pub fn property_text(&self, index: usize) -> Option<&str> {
+        self.text.get(self.property_texts.get(index)?.clone())
+    }
+
+    /// A value's compact text, as `serde_json` writes a map, and where each
+    /// property's value lies in it.
+    fn written(value: &Map<String, Value>) -> (String, Vec<Range<usize>>) {
+        let mut text = String::from("{");
+        let mut ranges = Vec::with_capacity(value.len());
+        for (at, (property, value)) in value.iter().enumerate() {
+            if at > 0 {
+                text.push(',');
+            }
+            text.push_str(&Value::from(property.as_str()).to_string());
+            text.push(':');
+            let start = text.len();
+            text.push_str(&value.to_string());
+            ranges.push(start..text.len());
+        }
+        text.push('}');
+        (text, ranges)
     }
 }
 
@@ -165,10 +193,12 @@ impl Pool {
     ) -> Arc<Desired> {
         let id = self.values.len();
         Arc::clone(self.values.entry(key).or_insert_with(|| {
+            let (text, property_texts) = Desired::written(value);
             Arc::new(Desired {
                 id,
                 properties: value.keys().cloned().collect(),
-                text: serde_json::to_string(&value).unwrap_or_default(),
+                text,
+                property_texts,
                 checks,
             })
         }))
@@ -338,6 +368,19 @@ mod tests {
         ]);
         assert!(std::sync::Arc::ptr_eq(&one.0[0].0, &two.0[0].0));
         assert!(std::sync::Arc::ptr_eq(&one.0[0].1, &two.0[1].1));
+    }
+
+    #[test]
+    fn a_value_is_written_as_serde_json_writes_it_with_each_property_found_in_it() {
+        let value = json!({"b\"q": {"z": [1, "é"], "a": null}, "a": 2.5, "c": {}});
+        let serde_json::Value::Object(value) = value else {
+            unreachable!()
+        };
+        let desired = Pool::default().add_value(Vec::new(), &value, Vec::new());
+        assert_eq!(desired.text, serde_json::to_string(&value).unwrap());
+        let texts: Vec<&str> = (0..4).filter_map(|at| desired.property_text(at)).collect();
+        let expected: Vec<String> = value.values().map(ToString::to_string).collect();
+        assert_eq!(texts, expected);
     }
 
     #[test]

@@ -28,36 +28,54 @@ pub enum Convergence {
 /// Compares the managed `properties` of `twin`'s desired and reported sections.
 #[must_use]
 pub fn classify(twin: &impl TwinFields, properties: &[&String]) -> Convergence {
-    compare(twin, properties, &mut |property| {
-        updated_after(twin, property)
-    })
-    .unwrap_or(Convergence::Differing)
+    compare(twin, properties).judge(twin, properties)
 }
 
-/// [`classify`] when it needs no timestamps (every property agrees or is
-/// not reported); `None` when a disagreement needs them to be judged.
+/// What a twin's desired and reported values tell of its convergence,
+/// before any timestamp is read: twins with the same values compare alike,
+/// whatever their timestamps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Comparison {
+    /// The values decide.
+    Decided(Convergence),
+    /// The properties at these indexes disagree. The twin is pending when
+    /// desired was written after the device last reported each of them, and
+    /// differing otherwise.
+    Disagreeing(Box<[usize]>),
+}
+
+impl Comparison {
+    /// The twin's convergence, reading the timestamps of the properties
+    /// that disagree.
+    #[must_use]
+    pub fn judge(&self, twin: &impl TwinFields, properties: &[&String]) -> Convergence {
+        match self {
+            Self::Decided(class) => *class,
+            Self::Disagreeing(indexes) => {
+                let all_later = indexes.iter().all(|&at| {
+                    properties
+                        .get(at)
+                        .is_some_and(|property| updated_after(twin, property))
+                });
+                if all_later {
+                    Convergence::Pending
+                } else {
+                    Convergence::Differing
+                }
+            }
+        }
+    }
+}
+
+/// Compares the values of `properties` (see [`Comparison`]).
 #[must_use]
-pub fn without_timestamps(twin: &impl TwinFields, properties: &[&String]) -> Option<Convergence> {
-    let mut needed = false;
-    let class = compare(twin, properties, &mut |_| {
-        needed = true;
-        true
-    });
-    if needed { None } else { class }
-}
-
-/// The comparison behind [`classify`], asking `updated_after` about each
-/// disagreement; `None` for differing.
-fn compare(
-    twin: &impl TwinFields,
-    properties: &[&String],
-    updated_after: &mut dyn FnMut(&str) -> bool,
-) -> Option<Convergence> {
+pub fn compare(twin: &impl TwinFields, properties: &[&String]) -> Comparison {
     if !twin.is_object(&["properties", "desired"]) {
-        return Some(Convergence::Converged);
+        return Comparison::Decided(Convergence::Converged);
     }
     let mut pending = false;
-    for property in properties {
+    let mut disagreeing = Vec::new();
+    for (at, property) in properties.iter().enumerate() {
         let Some(want) = twin.value(&["properties", "desired", property]) else {
             continue;
         };
@@ -66,18 +84,16 @@ fn compare(
             continue;
         };
         if !agrees(&want, &have) {
-            if updated_after(property) {
-                pending = true;
-            } else {
-                return None;
-            }
+            disagreeing.push(at);
         }
     }
-    Some(if pending {
-        Convergence::Pending
-    } else {
-        Convergence::Converged
-    })
+    match (disagreeing.is_empty(), pending) {
+        (true, false) => Comparison::Decided(Convergence::Converged),
+        (true, true) => Comparison::Decided(Convergence::Pending),
+        // A property not reported changes nothing then: the timestamps of
+        // the disagreements decide.
+        (false, _) => Comparison::Disagreeing(disagreeing.into()),
+    }
 }
 
 /// Whether desired `property` was written after the device last reported it.
@@ -188,5 +204,35 @@ mod tests {
         );
         let unreported = json!({"properties": {"desired": {"p": {"v": 1}}, "reported": {}}});
         assert_eq!(classify(&unreported, &[&p]), Convergence::Pending);
+    }
+
+    /// Values are compared without timestamps, so one comparison serves
+    /// every twin with the same values; each twin's own timestamps then
+    /// judge it.
+    #[test]
+    fn one_comparison_judges_twins_by_their_own_timestamps() {
+        let (p, q) = ("p".to_owned(), "q".to_owned());
+        let twin = |desired_at: &str| {
+            let json = json!({"deviceId": "d", "properties": {
+                "desired": {"p": {"v": 1}, "q": {"v": 2},
+                    "$metadata": {"p": {"$lastUpdated": desired_at}}},
+                "reported": {"p": {"v": 9}, "q": {"v": 2},
+                    "$metadata": {"p": {"$lastUpdated": "2026-01-02"}}}
+            }});
+            Twin {
+                device_id: "d".to_owned(),
+                module_id: None,
+                json,
+            }
+        };
+        let (later, earlier) = (twin("2026-01-03"), twin("2026-01-01"));
+        let comparison = super::compare(&later, &[&p, &q]);
+        assert_eq!(comparison, super::compare(&earlier, &[&p, &q]));
+        assert_eq!(comparison, super::Comparison::Disagreeing(Box::new([0])));
+        assert_eq!(comparison.judge(&later, &[&p, &q]), Convergence::Pending);
+        assert_eq!(
+            comparison.judge(&earlier, &[&p, &q]),
+            Convergence::Differing
+        );
     }
 }

@@ -400,8 +400,8 @@ pub(crate) struct Memo {
     /// Desired value, tag and live values (ids) → what becomes of the twin.
     shapes: FxHashMap<Box<[usize]>, Arc<Shape>>,
     /// Desired and reported values of the managed properties (ids) → how
-    /// they compare, when that needs no timestamps.
-    convergence: FxHashMap<Box<[usize]>, Option<Convergence>>,
+    /// they compare, before timestamps are read.
+    convergence: FxHashMap<Box<[usize]>, converge::Comparison>,
     /// Changed leaves and patches by their JSON text: twins that differ in
     /// what a plan depends on often still change alike, and then share one.
     changes: parallel::Memo<Arc<Vec<LeafChange>>>,
@@ -432,6 +432,21 @@ type ShapeSetters = (usize, Vec<Option<Setter>>);
 /// Most entries a memo keyed by numbers (reasons, shapes, convergence)
 /// holds before it starts again.
 const MAX_ENTRIES: usize = 1 << 20;
+
+/// The texts of a twin's properties, in order; `None` where it has none.
+type LiveTexts<'t> = [Option<Cow<'t, str>>];
+
+/// The id, in memo keys, of a live desired property whose text is the one
+/// its configuration's value `desired` gives it: most twins already hold
+/// what they should, and comparing with that one text is cheaper than
+/// looking a text up among thousands. Texts' own ids stay far below.
+fn as_configured(desired: usize) -> usize {
+    (1 << 62) | desired
+}
+
+/// The id, in a convergence key, of a reported property whose text is the
+/// desired text before it in the key (the device reports what it was told).
+const AS_DESIRED: usize = usize::MAX;
 
 impl Memo {
     /// `shape` with its id, and the shared copy of its changes and patch.
@@ -535,7 +550,19 @@ impl Planner<'_> {
         // tag decide which properties those are.
         let mut live = std::mem::take(&mut memo.live);
         live.clear();
-        for property in properties.iter().chain(owned.managed.keys()) {
+        let mut live_texts = Vec::with_capacity(properties.len());
+        for (at, property) in properties.iter().enumerate() {
+            let text = twin.text(&["properties", "desired", property.as_str()]);
+            let configured_text = configured.and_then(|(_, c)| c.desired.property_text(at));
+            live.push(match (text.as_deref(), configured) {
+                (Some(text), Some((_, c))) if configured_text == Some(text) => {
+                    as_configured(c.desired.id)
+                }
+                (text, _) => memo.texts.id(text),
+            });
+            live_texts.push(text);
+        }
+        for property in owned.managed.keys() {
             let text = twin.text(&["properties", "desired", property.as_str()]);
             live.push(memo.texts.id(text.as_deref()));
         }
@@ -573,7 +600,7 @@ impl Planner<'_> {
             Shape::Unchanged => {
                 let class = (!properties.is_empty()).then(|| {
                     let desired = live.get(..properties.len()).unwrap_or_default();
-                    Self::convergence(twin, (properties, desired), &mut key, memo)
+                    Self::convergence(twin, (properties, desired, &live_texts), &mut key, memo)
                 });
                 // Only a lagging twin is named in the plan.
                 let named = class.is_some_and(|class| class != Convergence::Converged);
@@ -677,31 +704,34 @@ impl Planner<'_> {
         reasoned
     }
 
-    /// How an unchanged twin's device reports the `wanted` properties;
-    /// worked out once per distinct pair of desired and reported values,
-    /// unless timestamps decide it.
+    /// How an unchanged twin's device reports the `wanted` properties:
+    /// the values are compared once per distinct pair of desired and
+    /// reported values; only timestamps are read per twin, where values
+    /// disagree.
     fn convergence(
         twin: &impl TwinFields,
-        (properties, desired): (&[String], &[usize]),
+        (properties, desired, desired_texts): (&[String], &[usize], &LiveTexts<'_>),
         key: &mut Vec<usize>,
         memo: &mut Memo,
     ) -> Convergence {
         let managed: Vec<&String> = properties.iter().collect();
         key.clear();
         key.push(usize::from(twin.is_object(&DESIRED)));
-        for (property, &desired) in managed.iter().zip(desired) {
+        for ((property, &desired), desired_text) in managed.iter().zip(desired).zip(desired_texts) {
             let reported = twin.text(&["properties", "reported", property.as_str()]);
             key.push(desired);
-            key.push(memo.texts.id(reported.as_deref()));
+            key.push(match reported.as_deref() {
+                Some(reported) if desired_text.as_deref() == Some(reported) => AS_DESIRED,
+                reported => memo.texts.id(reported),
+            });
         }
-        let known = if let Some(known) = memo.convergence.get(key.as_slice()) {
-            *known
-        } else {
-            let known = converge::without_timestamps(twin, &managed);
-            memo.convergence.insert(key.as_slice().into(), known);
-            known
-        };
-        known.unwrap_or_else(|| converge::classify(twin, &managed))
+        if let Some(known) = memo.convergence.get(key.as_slice()) {
+            return known.judge(twin, &managed);
+        }
+        let comparison = converge::compare(twin, &managed);
+        let class = comparison.judge(twin, &managed);
+        memo.convergence.insert(key.as_slice().into(), comparison);
+        class
     }
 
     /// What becomes of a twin: its patch, or nothing to write.
