@@ -26,12 +26,16 @@ use crate::validate::{PolicyId, PolicySet};
 pub struct Targets {
     /// Policies that target every device (`*`).
     everywhere: Vec<PolicyId>,
-    /// Per path: string value → policies whose condition it makes true.
-    index: Vec<(Vec<String>, Index)>,
+    /// Every path the targets read, each once: a twin's value at a path is
+    /// read once, however many of the parts below read it.
+    paths: Vec<Vec<String>>,
+    /// Per path (its place in `paths`): string value → policies whose
+    /// condition it makes true.
+    index: Vec<(usize, Index)>,
     /// Per set of paths: the strings at them (as [`tuple_key`] writes them)
     /// → policies whose condition holds an `AND` of `path = 'text'` over
     /// exactly those paths that they make true.
-    tuples: Vec<(Vec<Vec<String>>, Index)>,
+    tuples: Vec<(Vec<usize>, Index)>,
     /// Conditions (or what is left of them) grouped by the paths they read.
     groups: Vec<Group>,
 }
@@ -42,6 +46,8 @@ type Index = FxHashMap<String, Vec<PolicyId>>;
 #[derive(Debug)]
 struct Group {
     paths: Vec<Vec<String>>,
+    /// The place of each of `paths` in [`Targets::paths`].
+    at: Vec<usize>,
     conditions: Vec<(PolicyId, Condition)>,
 }
 
@@ -91,51 +97,74 @@ impl Targets {
                 groups.entry(rest.paths()).or_default().push((id, rest));
             }
         }
+        let mut paths: Vec<Vec<String>> = Vec::new();
+        let mut place = |path: Vec<String>| {
+            paths
+                .iter()
+                .position(|known| *known == path)
+                .unwrap_or_else(|| {
+                    paths.push(path);
+                    paths.len() - 1
+                })
+        };
+        let index = index
+            .into_iter()
+            .map(|(path, values)| {
+                let values = values
+                    .into_iter()
+                    .map(|(text, mut ids)| {
+                        ids.dedup();
+                        (text, ids)
+                    })
+                    .collect();
+                (place(path), values)
+            })
+            .collect();
+        let tuples = tuples
+            .into_iter()
+            .map(|(set, values)| (set.into_iter().map(&mut place).collect(), values))
+            .collect();
+        let groups = groups
+            .into_iter()
+            .map(|(dotted, conditions)| {
+                let paths: Vec<Vec<String>> = dotted
+                    .iter()
+                    .map(|dotted| dotted.split('.').map(str::to_owned).collect())
+                    .collect();
+                let at = paths.iter().cloned().map(&mut place).collect();
+                Group {
+                    paths,
+                    at,
+                    conditions,
+                }
+            })
+            .collect();
         Self {
             everywhere,
-            index: index
-                .into_iter()
-                .map(|(path, values)| {
-                    let values = values
-                        .into_iter()
-                        .map(|(text, mut ids)| {
-                            ids.dedup();
-                            (text, ids)
-                        })
-                        .collect();
-                    (path, values)
-                })
-                .collect(),
-            tuples: tuples.into_iter().collect(),
-            groups: groups
-                .into_iter()
-                .map(|(paths, conditions)| Group {
-                    paths: paths
-                        .iter()
-                        .map(|dotted| dotted.split('.').map(str::to_owned).collect())
-                        .collect(),
-                    conditions,
-                })
-                .collect(),
+            paths,
+            index,
+            tuples,
+            groups,
         }
     }
 
     /// The policies whose target matches `twin`, ascending.
     pub fn matching(&self, twin: &impl TwinFields, memo: &mut TargetMemo) -> Vec<PolicyId> {
         let mut matched = self.everywhere.clone();
+        let mut texts = Read::new(twin, &self.paths);
         for (path, values) in &self.index {
-            if let Some(text) = string_at(twin, path)
+            if let Some(text) = texts.string(*path)
                 && let Some(ids) = values.get(text.as_ref())
             {
                 matched.extend_from_slice(ids);
             }
         }
         for (paths, values) in &self.tuples {
-            let texts: Option<Vec<Cow<'_, str>>> =
-                paths.iter().map(|path| string_at(twin, path)).collect();
-            if let Some(texts) = texts {
+            let strings: Option<Vec<Cow<'_, str>>> =
+                paths.iter().map(|&path| texts.string(path)).collect();
+            if let Some(strings) = strings {
                 memo.key.clear();
-                tuple_key(&mut memo.key, texts.iter().map(AsRef::as_ref));
+                tuple_key(&mut memo.key, strings.iter().map(AsRef::as_ref));
                 if let Some(ids) = values.get(memo.key.as_str()) {
                     matched.extend_from_slice(ids);
                 }
@@ -144,9 +173,9 @@ impl Targets {
         memo.answers.resize_with(self.groups.len(), Memo::default);
         for (group, answers) in self.groups.iter().zip(&mut memo.answers) {
             memo.key.clear();
-            let texts: Vec<Option<Cow<'_, str>>> =
-                group.paths.iter().map(|path| twin.text(path)).collect();
-            for text in &texts {
+            let inputs: Vec<Option<Cow<'_, str>>> =
+                group.at.iter().map(|&path| texts.text(path)).collect();
+            for text in &inputs {
                 // Absent and present are told apart by the marker.
                 match text {
                     Some(text) => {
@@ -161,7 +190,7 @@ impl Targets {
                 matched.extend_from_slice(ids);
                 continue;
             }
-            let inputs = inputs(&group.paths, &texts);
+            let inputs = inputs_of(&group.paths, &inputs);
             let ids: Vec<PolicyId> = group
                 .conditions
                 .iter()
@@ -177,8 +206,50 @@ impl Targets {
     }
 }
 
+/// A twin's texts at the targets' paths, each read when first asked for.
+struct Read<'t, T> {
+    twin: &'t T,
+    paths: &'t [Vec<String>],
+    texts: Vec<Slot<'t>>,
+}
+
+/// A path's text, once read.
+#[derive(Clone)]
+enum Slot<'t> {
+    Unread,
+    Read(Option<Cow<'t, str>>),
+}
+
+impl<'t, T: TwinFields> Read<'t, T> {
+    fn new(twin: &'t T, paths: &'t [Vec<String>]) -> Self {
+        Self {
+            twin,
+            paths,
+            texts: vec![Slot::Unread; paths.len()],
+        }
+    }
+
+    /// The JSON text at the `path`th path.
+    fn text(&mut self, path: usize) -> Option<Cow<'t, str>> {
+        let (twin, paths) = (self.twin, self.paths);
+        let slot = self.texts.get_mut(path)?;
+        if let Slot::Unread = slot {
+            *slot = Slot::Read(paths.get(path).and_then(|path| twin.text(path)));
+        }
+        match slot {
+            Slot::Read(text) => text.clone(),
+            Slot::Unread => None,
+        }
+    }
+
+    /// The string at the `path`th path, if the value there is one.
+    fn string(&mut self, path: usize) -> Option<Cow<'t, str>> {
+        unquoted(&self.text(path)?)
+    }
+}
+
 /// A twin holding only the values at `paths`: all a group's conditions read.
-fn inputs(paths: &[Vec<String>], texts: &[Option<Cow<'_, str>>]) -> Value {
+fn inputs_of(paths: &[Vec<String>], texts: &[Option<Cow<'_, str>>]) -> Value {
     let mut root = Map::new();
     for (path, text) in paths.iter().zip(texts) {
         let Some(value) = text
@@ -217,17 +288,16 @@ fn tuple_key<'t>(key: &mut String, texts: impl Iterator<Item = &'t str>) {
     }
 }
 
-/// The string at `path`, if the value there is one. A string without
-/// escapes is read from the JSON text in place.
-fn string_at<'t>(twin: &'t impl TwinFields, path: &[String]) -> Option<Cow<'t, str>> {
-    let text = twin.text(path)?;
-    if let Cow::Borrowed(raw) = text
+/// The string a JSON text holds, if it holds one. A string without escapes
+/// is read from the text in place.
+fn unquoted<'t>(text: &Cow<'t, str>) -> Option<Cow<'t, str>> {
+    if let Cow::Borrowed(raw) = *text
         && let Some(inner) = raw.strip_prefix('"').and_then(|raw| raw.strip_suffix('"'))
         && !inner.contains(['\\', '"'])
     {
         return Some(Cow::Borrowed(inner));
     }
-    serde_json::from_str::<String>(&text).ok().map(Cow::Owned)
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
 }
 
 #[cfg(test)]
@@ -237,9 +307,14 @@ mod tests {
 
     use serde_json::json;
 
-    use super::{TargetMemo, Targets, string_at};
+    use super::{TargetMemo, Targets, unquoted};
     use crate::compile::tests::project;
-    use crate::fleet::RawTwin;
+    use crate::fleet::{RawTwin, TwinFields};
+
+    /// The string at `path`, if the value there is one.
+    fn string_at<'t>(twin: &'t impl TwinFields, path: &[String]) -> Option<Cow<'t, str>> {
+        unquoted(&twin.text(path)?)
+    }
 
     /// Whatever part of a condition goes to an index or a group, the
     /// policies matched are those whose condition holds for the twin.
