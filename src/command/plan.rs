@@ -10,6 +10,7 @@ use crate::command::{
 };
 use crate::compile;
 use crate::config::Config;
+use crate::config::operational;
 use crate::diag::{Diagnostics, SourceMap};
 use crate::exit::ExitStatus;
 use crate::fleet::Fleet;
@@ -125,13 +126,39 @@ pub(super) fn run(
         Some(path) => format!("twinops apply {}", path.display()),
         None => format!("twinops apply --env {}", config.environment),
     };
-    written(match options.format {
-        PlanFormat::Human => render::plan_human(io.out, &plan, config.terminal.color_stdout),
-        PlanFormat::Json => render::plan_json(io.out, &plan),
-        PlanFormat::Markdown => render::plan_markdown(io.out, &plan, &apply),
-    })?;
+    let render = |out: &mut dyn Write| match options.format {
+        PlanFormat::Human => render::plan_human(out, &plan, config.terminal.color_stdout),
+        PlanFormat::Json => render::plan_json(out, &plan),
+        PlanFormat::Markdown => render::plan_markdown(out, &plan, &apply),
+    };
+    let save = |path: &Path| {
+        environment::write_atomically_with(path, &mut |out| saved::write_file(&plan, out))
+    };
+    match (options.out, options.format) {
+        // The text and the Markdown are a summary, held while the plan
+        // file is written on another core, then shown first.
+        (Some(path), PlanFormat::Human | PlanFormat::Markdown) => {
+            let (shown, saved) = std::thread::scope(|scope| {
+                let saving = scope.spawn(|| save(path));
+                let mut shown = Vec::new();
+                let rendered = render(&mut shown);
+                (rendered.map(|()| shown), saving.join())
+            });
+            written(shown.and_then(|shown| io.out.write_all(&shown)))?;
+            saved.map_err(|_| {
+                Failure::new(operational(
+                    format!("cannot write `{}`", path.display()),
+                    None,
+                ))
+            })??;
+        }
+        // The JSON is the whole plan: it streams out, then to the file.
+        (out, _) => {
+            written(render(io.out))?;
+            out.map(save).transpose()?;
+        }
+    }
     if let Some(path) = options.out {
-        environment::write_atomically_with(path, &mut |out| saved::write_file(&plan, out))?;
         let _ = writeln!(
             io.err,
             "Saved the plan to `{}`; apply it with `{apply}`.",

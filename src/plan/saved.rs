@@ -51,14 +51,41 @@ pub fn write(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
 /// When writing fails.
 pub fn write_file(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     write!(out, "{{\"format_version\":{FORMAT_VERSION},\"plan\":")?;
-    let mut tee = Tee {
-        digest: Sha256::new(),
-        out: &mut *out,
-    };
-    serde_json::to_writer(&mut tee, &PlanText::of(plan))?;
-    let checksum = crate::plan::ownership::hex(&tee.digest.finalize());
+    // A large plan is hundreds of megabytes: it is hashed on another core
+    // while it is written, a chunk at a time.
+    let (chunks, hashed) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(HASHED_AHEAD);
+    let digest = std::thread::scope(|scope| {
+        let hashing = scope.spawn(move || {
+            let mut digest = Sha256::new();
+            for chunk in hashed {
+                digest.update(chunk.as_slice());
+            }
+            digest.finalize()
+        });
+        let mut tee = Tee {
+            chunk: Vec::with_capacity(TEE_CHUNK),
+            chunks,
+            out: &mut *out,
+        };
+        let written = serde_json::to_writer(&mut tee, &PlanText::of(plan))
+            .map_err(std::io::Error::from)
+            .and_then(|()| tee.pass_on());
+        // The hasher ends once the last chunk is in.
+        drop(tee);
+        let digest = hashing
+            .join()
+            .map_err(|_| std::io::Error::other("the plan's checksum could not be computed"));
+        written.and(digest)
+    })?;
+    let checksum = crate::plan::ownership::hex(&digest);
     writeln!(out, ",\"checksum\":\"{checksum}\"}}")
 }
+
+/// Bytes [`Tee`] gathers before it writes them and hands them to the hasher.
+const TEE_CHUNK: usize = 1 << 20;
+
+/// Chunks written but not yet hashed, at most.
+const HASHED_AHEAD: usize = 4;
 
 /// A plan as [`write_file`] serialises it: the bytes of [`Plan`]'s own
 /// serialisation, but each distinct list of changes and each distinct patch
@@ -142,20 +169,42 @@ impl serde::Serialize for TwinsText<'_> {
     }
 }
 
-/// A writer that feeds a digest and passes the bytes on.
+/// A writer that gathers bytes into chunks, and passes each chunk on both
+/// to `out` and to a hasher.
 struct Tee<'o> {
-    digest: Sha256,
+    chunk: Vec<u8>,
+    chunks: std::sync::mpsc::SyncSender<Arc<Vec<u8>>>,
     out: &'o mut dyn std::io::Write,
+}
+
+impl Tee<'_> {
+    /// Writes and hands on the bytes gathered so far.
+    fn pass_on(&mut self) -> std::io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = Arc::new(std::mem::replace(
+            &mut self.chunk,
+            Vec::with_capacity(TEE_CHUNK),
+        ));
+        self.out.write_all(&chunk)?;
+        self.chunks
+            .send(chunk)
+            .map_err(|_| std::io::Error::other("the plan's checksum could not be computed"))
+    }
 }
 
 impl std::io::Write for Tee<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let written = self.out.write(bytes)?;
-        self.digest.update(bytes.get(..written).unwrap_or_default());
-        Ok(written)
+        self.chunk.extend_from_slice(bytes);
+        if self.chunk.len() >= TEE_CHUNK {
+            self.pass_on()?;
+        }
+        Ok(bytes.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        self.pass_on()?;
         self.out.flush()
     }
 }
