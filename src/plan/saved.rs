@@ -72,9 +72,7 @@ pub fn write_file(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<
             .and_then(|()| tee.pass_on());
         // The hasher ends once the last chunk is in.
         drop(tee);
-        let digest = hashing
-            .join()
-            .map_err(|_| std::io::Error::other("the plan's checksum could not be computed"));
+        let digest = hashing.join().map_err(|_| unhashed());
         written.and(digest)
     })?;
     let checksum = crate::plan::ownership::hex(&digest);
@@ -188,10 +186,13 @@ impl Tee<'_> {
             Vec::with_capacity(TEE_CHUNK),
         ));
         self.out.write_all(&chunk)?;
-        self.chunks
-            .send(chunk)
-            .map_err(|_| std::io::Error::other("the plan's checksum could not be computed"))
+        self.chunks.send(chunk).map_err(|_| unhashed())
     }
+}
+
+/// The error when the hasher stopped before the plan was written.
+fn unhashed() -> std::io::Error {
+    std::io::Error::other("the plan's checksum could not be computed")
 }
 
 impl std::io::Write for Tee<'_> {
