@@ -33,8 +33,11 @@ pub struct LimitProblem {
 #[must_use]
 pub fn check(desired: &serde_json::Map<String, Value>) -> Vec<LimitProblem> {
     let mut problems = Vec::new();
+    let mut path = Vec::new();
     for (key, value) in desired {
-        walk(key, value, &join_pointer("", key), 1, &mut problems);
+        path.push(Step::Key(key));
+        walk(key, value, &mut path, &mut problems);
+        path.pop();
     }
     let size = size(desired);
     if size > MAX_DESIRED_BYTES {
@@ -50,10 +53,33 @@ pub fn check(desired: &serde_json::Map<String, Value>) -> Vec<LimitProblem> {
     problems
 }
 
-fn walk(key: &str, value: &Value, pointer: &str, depth: usize, problems: &mut Vec<LimitProblem>) {
-    let mut flag = |at_key: bool, reason: String, help: &str| {
+/// One step from `desired` down to a value: a key or a list index.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The JSON pointer of `path`; written only for a problem, so a section
+/// that breaks no limit allocates nothing.
+fn pointer(path: &[Step<'_>]) -> String {
+    path.iter().fold(String::new(), |pointer, step| match step {
+        Step::Key(key) => join_pointer(&pointer, key),
+        Step::Index(at) => format!("{pointer}/{at}"),
+    })
+}
+
+/// Checks `value`, found under `key` at `path` (its last step), and what it
+/// holds; `path` is as long as the nesting depth.
+fn walk<'a>(
+    key: &str,
+    value: &'a Value,
+    path: &mut Vec<Step<'a>>,
+    problems: &mut Vec<LimitProblem>,
+) {
+    let mut flag = |path: &[Step<'_>], at_key: bool, reason: String, help: &str| {
         problems.push(LimitProblem {
-            pointer: pointer.to_owned(),
+            pointer: pointer(path),
             at_key,
             reason,
             help: Some(help.to_owned()),
@@ -64,6 +90,7 @@ fn walk(key: &str, value: &Value, pointer: &str, depth: usize, problems: &mut Ve
         .find(|ch| ch.is_control() || matches!(ch, '.' | '$' | ' '))
     {
         flag(
+            path,
             true,
             format!("key `{key}` contains {}", describe_char(bad)),
             "twin keys may not contain `.`, `$`, spaces or control characters",
@@ -71,6 +98,7 @@ fn walk(key: &str, value: &Value, pointer: &str, depth: usize, problems: &mut Ve
     }
     if key.len() > MAX_KEY_BYTES {
         flag(
+            path,
             true,
             format!(
                 "key is {} bytes, over IoT Hub's limit of {MAX_KEY_BYTES}",
@@ -79,8 +107,9 @@ fn walk(key: &str, value: &Value, pointer: &str, depth: usize, problems: &mut Ve
             "shorten the key",
         );
     }
-    if depth > MAX_DEPTH {
+    if path.len() > MAX_DEPTH {
         flag(
+            path,
             true,
             format!("nesting is deeper than IoT Hub's limit of {MAX_DEPTH} levels"),
             "flatten the desired properties",
@@ -90,35 +119,31 @@ fn walk(key: &str, value: &Value, pointer: &str, depth: usize, problems: &mut Ve
     match value {
         Value::Object(map) => {
             for (child_key, child) in map {
-                walk(
-                    child_key,
-                    child,
-                    &join_pointer(pointer, child_key),
-                    depth + 1,
-                    problems,
-                );
+                path.push(Step::Key(child_key));
+                walk(child_key, child, path, problems);
+                path.pop();
             }
         }
         Value::Array(items) => {
             for (at, item) in items.iter().enumerate() {
-                let item_pointer = format!("{pointer}/{at}");
+                path.push(Step::Index(at));
                 if item.is_null() {
                     problems.push(LimitProblem {
-                        pointer: item_pointer,
+                        pointer: pointer(path),
                         at_key: false,
                         reason: "a list holds null, which IoT Hub rejects".to_owned(),
                         help: Some("remove the null from the list".to_owned()),
                     });
                 } else {
-                    let mut nested = Vec::new();
-                    walk("", item, &item_pointer, depth + 1, &mut nested);
-                    problems.extend(nested);
+                    walk("", item, path, problems);
                 }
+                path.pop();
             }
         }
         Value::String(text) => {
             if text.len() > MAX_STRING_BYTES {
                 flag(
+                    path,
                     false,
                     format!(
                         "string is {} bytes, over IoT Hub's limit of {MAX_STRING_BYTES}",
@@ -137,6 +162,7 @@ fn walk(key: &str, value: &Value, pointer: &str, depth: usize, problems: &mut Ve
                     .is_some_and(|n| n > MAX_SAFE_INTEGER.unsigned_abs())
             {
                 flag(
+                    path,
                     false,
                     format!("integer `{number}` is outside IoT Hub's range of ±2^52"),
                     "use a smaller number, or a string",
