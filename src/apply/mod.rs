@@ -142,14 +142,7 @@ async fn apply_one(twin: &TwinPlan, hub: &impl Hub) -> Outcome {
         twin.etag.clone()
     };
     match hub.patch(&id, &twin.patch.value(), etag.as_deref()).await {
-        Ok(written) => Outcome::Applied {
-            etag: written
-                .json
-                .get("etag")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-        },
+        Ok(etag) => Outcome::Applied { etag },
         Err(HubError::PreconditionFailed { .. }) => stale_or_applied(twin, hub).await,
         Err(error) => Outcome::Failed {
             reason: error.to_string(),

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::emulator::{Rights, State};
 use crate::fleet::Twin;
 use crate::hub::local::{LocalHub, TwinKind};
+use crate::hub::model::StoredTwin;
 use crate::hub::throttle::Operation;
 use crate::hub::wire::{self, ErrorCode};
 use crate::hub::{AuthError, HubError, TwinId, model, sas};
@@ -99,10 +100,13 @@ fn ok(body: &Value) -> Response {
     response
 }
 
-/// 200 with a twin, its etag also quoted in `ETag` (§4).
-fn twin_response(twin: &Twin) -> Response {
-    let mut response = ok(&twin.json);
-    if let Some(etag) = twin.json.get("etag").and_then(Value::as_str)
+/// 200 with a twin as stored (`text`, its JSON), its etag also quoted in
+/// `ETag` (§4).
+fn twin_response(twin: &StoredTwin, text: String) -> Response {
+    let mut response = (StatusCode::OK, text).into_response();
+    finish(response.headers_mut());
+    let etag = twin.etag();
+    if !etag.is_empty()
         && let Ok(value) = HeaderValue::from_str(&format!("\"{etag}\""))
     {
         response.headers_mut().insert(ETAG, value);
@@ -324,23 +328,23 @@ async fn twin_request(
     admit(state, uri, headers, service, operation).await?;
     let if_match = if_match(headers);
     let done = match write {
-        TwinWrite::Read => blocking(state, move |hub| hub.read_twin(&id)).await?,
+        TwinWrite::Read => blocking(state, move |hub| hub.read_twin_text(&id)).await?,
         TwinWrite::Patch(body) => {
             let patch = json_body(&body)?;
             blocking(state, move |hub| {
-                hub.patch_twin(&id, &patch, if_match.as_deref())
+                hub.patch_twin_text(&id, &patch, if_match.as_deref())
             })
             .await?
         }
         TwinWrite::Replace(body) => {
             let twin = json_body(&body)?;
             blocking(state, move |hub| {
-                hub.replace_twin(&id, &twin, if_match.as_deref())
+                hub.replace_twin_text(&id, &twin, if_match.as_deref())
             })
             .await?
         }
     };
-    done.map(|twin| twin_response(&twin))
+    done.map(|(twin, text)| twin_response(&twin, text))
         .map_err(|failure| Box::new(hub_error(&failure)))
 }
 

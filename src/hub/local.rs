@@ -632,6 +632,21 @@ impl LocalHub {
         patch: &Value,
         if_match: Option<&str>,
     ) -> Result<Twin, HubError> {
+        self.patch_twin_text(id, patch, if_match)
+            .map(|(twin, _)| twin.into_twin(id))
+    }
+
+    /// [`LocalHub::patch_twin`], with the twin's JSON text as stored: what
+    /// the emulator sends back, without writing it out a second time.
+    ///
+    /// # Errors
+    /// As [`Hub::patch`].
+    pub fn patch_twin_text(
+        &self,
+        id: &TwinId,
+        patch: &Value,
+        if_match: Option<&str>,
+    ) -> Result<(StoredTwin, String), HubError> {
         self.write(id, if_match, |twin, now| twin.patched(id, patch, now))
     }
 
@@ -645,6 +660,20 @@ impl LocalHub {
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<Twin, HubError> {
+        self.replace_twin_text(id, body, if_match)
+            .map(|(twin, _)| twin.into_twin(id))
+    }
+
+    /// [`LocalHub::replace_twin`], with the twin's JSON text as stored.
+    ///
+    /// # Errors
+    /// As [`Hub::replace`].
+    pub fn replace_twin_text(
+        &self,
+        id: &TwinId,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<(StoredTwin, String), HubError> {
         self.write(id, if_match, |stored, now| stored.replaced(id, body, now))
     }
 
@@ -654,42 +683,56 @@ impl LocalHub {
     /// [`HubError::DeviceNotFound`], [`HubError::ModuleNotFound`], or
     /// [`HubError::Storage`].
     pub fn read_twin(&self, id: &TwinId) -> Result<Twin, HubError> {
+        self.read_twin_text(id).map(|(twin, _)| twin.into_twin(id))
+    }
+
+    /// [`LocalHub::read_twin`], with the twin's JSON text as stored.
+    ///
+    /// # Errors
+    /// As [`LocalHub::read_twin`].
+    pub fn read_twin_text(&self, id: &TwinId) -> Result<(StoredTwin, String), HubError> {
         let connection = self.lock()?;
-        let stored = self.load(&connection, id)?;
-        Ok(stored.into_twin(id))
+        self.load(&connection, id)
     }
 
     /// One write: the twin is read, checked against `if_match`, changed by
     /// `change` (given the time) and stored, in one `IMMEDIATE` transaction.
+    /// A write that moves the etag changed the twin (the model moves it on
+    /// every write, §5.3); one that leaves it stores nothing.
     fn write(
         &self,
         id: &TwinId,
         if_match: Option<&str>,
-        change: impl FnOnce(&StoredTwin, &str) -> Result<StoredTwin, HubError>,
-    ) -> Result<Twin, HubError> {
+        change: impl FnOnce(StoredTwin, &str) -> Result<StoredTwin, HubError>,
+    ) -> Result<(StoredTwin, String), HubError> {
         let mut connection = self.lock()?;
         let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|error| self.storage(&error))?;
-        let current = self.load(&transaction, id)?;
+        let (current, text) = self.load(&transaction, id)?;
         model::check_if_match(id, if_match, current.etag())?;
-        let next = change(&current, &now())?;
-        if next != current {
-            let text = self.serialize(id, &next)?;
-            transaction
-                .execute(
-                    "UPDATE twins SET tag_writes = ?3, twin = ?4 WHERE device_id = ?1 AND module_id = ?2",
-                    params![
-                        id.device_id,
-                        id.module_id.as_deref().unwrap_or(DEVICE_ROW),
-                        self.tag_writes_column(id, next.tag_writes)?,
-                        text
-                    ],
-                )
-                .map_err(|error| self.storage(&error))?;
-            transaction.commit().map_err(|error| self.storage(&error))?;
+        let etag = current.etag().to_owned();
+        let next = change(current, &now())?;
+        if next.etag() == etag {
+            return Ok((next, text));
         }
-        Ok(next.into_twin(id))
+        let text = self.serialize(id, &next)?;
+        let tag_writes = self.tag_writes_column(id, next.tag_writes)?;
+        transaction
+            .prepare_cached(
+                "UPDATE twins SET tag_writes = ?3, twin = ?4 WHERE device_id = ?1 AND module_id = ?2",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    id.device_id,
+                    id.module_id.as_deref().unwrap_or(DEVICE_ROW),
+                    tag_writes,
+                    text
+                ])
+            })
+            .map_err(|error| self.storage(&error))?;
+        transaction.commit().map_err(|error| self.storage(&error))?;
+        Ok((next, text))
     }
 
     /// Adds module `module_id` to device `device_id`, in one transaction.
@@ -744,8 +787,9 @@ impl LocalHub {
         Ok(stored.into_twin(&id))
     }
 
-    /// The stored twin `id`, or which of device and module is missing.
-    fn load(&self, connection: &Connection, id: &TwinId) -> Result<StoredTwin, HubError> {
+    /// The stored twin `id` and its JSON text, or which of device and module
+    /// is missing.
+    fn load(&self, connection: &Connection, id: &TwinId) -> Result<(StoredTwin, String), HubError> {
         let module_id = match id.module_id.as_deref() {
             // The empty id is the device twin's row, never a module.
             Some(DEVICE_ROW) => return Err(self.missing(connection, id)),
@@ -776,7 +820,7 @@ impl LocalHub {
                 id.display()
             ))
         })?;
-        Ok(StoredTwin { json, tag_writes })
+        Ok((StoredTwin { json, tag_writes }, text))
     }
 
     /// The 404 for a twin that is not there.
@@ -885,8 +929,9 @@ impl Hub for LocalHub {
         id: &TwinId,
         patch: &Value,
         if_match: Option<&str>,
-    ) -> Result<Twin, HubError> {
-        self.patch_twin(id, patch, if_match)
+    ) -> Result<String, HubError> {
+        self.patch_twin_text(id, patch, if_match)
+            .map(|(twin, _)| twin.etag().to_owned())
     }
 
     async fn replace(
@@ -1302,12 +1347,11 @@ mod tests {
         assert_eq!(gateway.json, fleet.devices[0].twin.json);
         // Its etag 3 = desired 1 + 2 tag writes: the next tag write makes 4.
         let patched = hub
-            .patch(
+            .patch_twin(
                 &device_id("gateway-ams1-0001"),
                 &json!({ "tags": { "ring": "broad" } }),
                 None,
             )
-            .await
             .unwrap();
         assert_eq!(patched.json["etag"], json!(etag_for(4)));
         assert_eq!(patched.json["version"], json!(6));
@@ -1406,17 +1450,13 @@ mod tests {
         let desired = |value: i64| json!({ "properties": { "desired": { "level": value } } });
 
         let second = hub
-            .patch(&id, &desired(1), Some(&format!("\"{first_etag}\"")))
-            .await
+            .patch_twin(&id, &desired(1), Some(&format!("\"{first_etag}\"")))
             .unwrap();
         let second_etag = second.json["etag"].as_str().unwrap().to_owned();
         assert_ne!(second_etag, first_etag);
         assert_eq!(hub.twin(&id).await.unwrap(), second);
 
-        match hub
-            .patch(&id, &desired(2), Some(&format!("\"{first_etag}\"")))
-            .await
-        {
+        match hub.patch_twin(&id, &desired(2), Some(&format!("\"{first_etag}\""))) {
             Err(HubError::PreconditionFailed {
                 twin,
                 expected,
@@ -1435,25 +1475,26 @@ mod tests {
             "a stale patch writes nothing"
         );
         assert!(
-            hub.patch(&id, &desired(2), Some(&first_etag))
-                .await
-                .is_err(),
+            hub.patch_twin(&id, &desired(2), Some(&first_etag)).is_err(),
             "unquoted etags are compared too"
         );
 
-        let third = hub.patch(&id, &desired(3), None).await.unwrap();
-        let fourth = hub.patch(&id, &desired(4), Some("\"*\"")).await.unwrap();
+        let third = hub.patch_twin(&id, &desired(3), None).unwrap();
+        let fourth = hub.patch_twin(&id, &desired(4), Some("\"*\"")).unwrap();
         let fifth = hub
-            .patch(
+            .patch_twin(
                 &id,
                 &desired(5),
                 Some(fourth.json["etag"].as_str().unwrap()),
             )
-            .await
             .unwrap();
         assert_eq!(third.json["properties"]["desired"]["$version"], json!(3));
         assert_eq!(fifth.json["properties"]["desired"]["level"], json!(5));
         assert_eq!(fifth.json["etag"], json!(etag_for(5)));
+        // Through `Hub`, a patch answers with the etag it stored.
+        let sixth = hub.patch(&id, &desired(6), None).await.unwrap();
+        assert_eq!(sixth, etag_for(6));
+        assert_eq!(hub.twin(&id).await.unwrap().json["etag"], json!(sixth));
     }
 
     #[tokio::test]
@@ -1467,12 +1508,11 @@ mod tests {
         );
         let id = module_id("dev-0000", "agent");
         let mixed = hub
-            .patch(
+            .patch_twin(
                 &id,
                 &json!({ "tags": { "t": 1 }, "properties": { "desired": { "d": 1 } } }),
                 None,
             )
-            .await
             .unwrap();
         assert_eq!(mixed.json["properties"]["desired"]["$version"], json!(2));
         assert_eq!(
@@ -1489,8 +1529,7 @@ mod tests {
         let hub = LocalHub::open(temp.path()).unwrap();
         assert_eq!(hub.twin(&id).await.unwrap(), mixed);
         let tags = hub
-            .patch(&id, &json!({ "tags": { "t": 2 } }), None)
-            .await
+            .patch_twin(&id, &json!({ "tags": { "t": 2 } }), None)
             .unwrap();
         assert_eq!(
             (&tags.json["etag"], &tags.json["version"]),
@@ -1567,16 +1606,20 @@ mod tests {
         let module_missing = |result: Result<Twin, HubError>| matches!(result, Err(HubError::ModuleNotFound { device, .. }) if device == "dev-0000");
         assert!(device_missing(hub.twin(&device_id("nope")).await));
         assert!(device_missing(hub.twin(&module_id("nope", "m0")).await));
-        assert!(device_missing(
-            hub.patch(&device_id("nope"), &patch, None).await
-        ));
+        assert!(device_missing(hub.patch_twin(
+            &device_id("nope"),
+            &patch,
+            None
+        )));
         assert!(device_missing(
             hub.replace(&module_id("nope", "m"), &patch, None).await
         ));
         assert!(module_missing(hub.twin(&module_id("dev-0000", "m0")).await));
-        assert!(module_missing(
-            hub.patch(&module_id("dev-0000", "m0"), &patch, None).await
-        ));
+        assert!(module_missing(hub.patch_twin(
+            &module_id("dev-0000", "m0"),
+            &patch,
+            None
+        )));
         assert!(module_missing(
             hub.replace(&module_id("dev-0000", "m0"), &patch, None)
                 .await
@@ -1600,7 +1643,7 @@ mod tests {
             json!({ "properties": { "desired": { "$version": 9 } } }),
             json!({ "status": "disabled" }),
         ] {
-            assert!(invalid(hub.patch(&id, &patch, None).await), "{patch}");
+            assert!(invalid(hub.patch_twin(&id, &patch, None)), "{patch}");
         }
         for body in [
             json!({ "properties": { "desired": { "a.b": 1 } } }),

@@ -107,13 +107,15 @@ pub trait Hub: Send + Sync {
 
     /// Applies a JSON merge patch to a twin's `tags` and `properties.desired`;
     /// with `if_match`, only when the twin's etag is still that one
-    /// ([`HubError::PreconditionFailed`] otherwise). Returns the new twin.
+    /// ([`HubError::PreconditionFailed`] otherwise). Returns the twin's new
+    /// etag (empty when the hub's answer carries none); read the twin for
+    /// the rest.
     fn patch(
         &self,
         id: &TwinId,
         patch: &Value,
         if_match: Option<&str>,
-    ) -> impl Future<Output = Result<Twin, HubError>> + Send;
+    ) -> impl Future<Output = Result<String, HubError>> + Send;
 
     /// Replaces a twin's tags and desired properties.
     fn replace(
@@ -179,7 +181,7 @@ impl Hub for AnyHub {
         id: &TwinId,
         patch: &Value,
         if_match: Option<&str>,
-    ) -> Result<Twin, HubError> {
+    ) -> Result<String, HubError> {
         match self {
             Self::Local(hub) => hub.patch(id, patch, if_match).await,
             Self::Rest(hub) => hub.patch(id, patch, if_match).await,

@@ -21,10 +21,11 @@
 //!   `version` = desired `$version` + reported `$version` + tag writes.
 //!
 //! Every write checks IoT Hub's limits (§5.5, [`limits::check`] plus the 8 KB
-//! tags rule) on the sections it writes and returns a new twin or
-//! [`HubError::InvalidTwin`]; the twin it started from is never changed, so a
-//! rejected write stores nothing. No I/O and no clock: callers pass `now`
-//! (formatted by [`timestamp`]).
+//! tags rule) on the sections it writes and returns the twin after it or
+//! [`HubError::InvalidTwin`]. A write takes the twin it starts from (the
+//! caller's stored copy stays as it was, so a rejected write stores
+//! nothing), and every write that changes anything moves the etag. No I/O
+//! and no clock: callers pass `now` (formatted by [`timestamp`]).
 
 use std::time::Duration;
 
@@ -361,7 +362,7 @@ impl StoredTwin {
     /// [`HubError::InvalidTwin`]: another top-level key, a section that is
     /// not an object, a key starting with `$`, or a limit broken by the
     /// result.
-    pub fn patched(&self, id: &TwinId, patch: &Value, now: &str) -> Result<Self, HubError> {
+    pub fn patched(self, id: &TwinId, patch: &Value, now: &str) -> Result<Self, HubError> {
         let body = patch_body(id, patch)?;
         self.written(id, &body, Write::Merge, now)
     }
@@ -381,7 +382,7 @@ impl StoredTwin {
     /// # Errors
     /// [`HubError::InvalidTwin`]: the body or a section is not an object, a
     /// key starting with `$`, or a limit broken by the result.
-    pub fn replaced(&self, id: &TwinId, body: &Value, now: &str) -> Result<Self, HubError> {
+    pub fn replaced(self, id: &TwinId, body: &Value, now: &str) -> Result<Self, HubError> {
         let body = replace_body(id, body)?;
         let tags = body.tags.cloned().unwrap_or_default();
         let mut desired = body.desired.cloned().unwrap_or_default();
@@ -414,7 +415,7 @@ impl StoredTwin {
 
     /// Applies `body` in `mode`; `None` sections are left alone.
     fn written(
-        &self,
+        mut self,
         id: &TwinId,
         body: &Body<'_>,
         mode: Write,
@@ -427,23 +428,22 @@ impl StoredTwin {
             .desired
             .filter(|desired| mode == Write::Whole || !desired.is_empty());
         if tags.is_none() && desired.is_none() {
-            return Ok(self.clone());
+            return Ok(self);
         }
-        let mut next = self.clone();
         if let Some(patch) = tags {
             reject_reserved_keys(id, Section::Tags, patch)?;
             let mut values = match mode {
-                Write::Merge => take_object(&mut next.json, "tags"),
+                Write::Merge => take_object(&mut self.json, "tags"),
                 Write::Whole => Map::new(),
             };
             merge(&mut values, patch);
             check_limits(id, Section::Tags, &values)?;
-            next.json.insert("tags".to_owned(), Value::Object(values));
-            next.tag_writes = next.tag_writes.saturating_add(1);
+            self.json.insert("tags".to_owned(), Value::Object(values));
+            self.tag_writes = self.tag_writes.saturating_add(1);
         }
         if let Some(patch) = desired {
             reject_reserved_keys(id, Section::Desired, patch)?;
-            let mut properties = take_object(&mut next.json, "properties");
+            let mut properties = take_object(&mut self.json, "properties");
             let mut values = take_object(&mut properties, "desired");
             let stamp = Stamp {
                 now,
@@ -461,11 +461,11 @@ impl StoredTwin {
             values.insert("$metadata".to_owned(), Value::Object(metadata));
             values.insert("$version".to_owned(), Value::from(stamp.version));
             properties.insert("desired".to_owned(), Value::Object(values));
-            next.json
+            self.json
                 .insert("properties".to_owned(), Value::Object(properties));
         }
-        next.restamp();
-        Ok(next)
+        self.restamp();
+        Ok(self)
     }
 
     /// `etag` and `version` as the counters make them (§5.3).
@@ -843,7 +843,7 @@ mod tests {
         reason = "callers write `json!` literals in place"
     )]
     fn patched(twin: &StoredTwin, patch: Value, now: &str) -> StoredTwin {
-        twin.patched(&id(), &patch, now).unwrap()
+        twin.clone().patched(&id(), &patch, now).unwrap()
     }
 
     fn invalid(result: Result<StoredTwin, HubError>) -> String {
@@ -1139,7 +1139,8 @@ mod tests {
 
     #[test]
     fn limits_are_checked_on_the_result_of_each_write() {
-        let reason = |twin: &StoredTwin, patch: Value| invalid(twin.patched(&id(), &patch, NOW));
+        let reason =
+            |twin: &StoredTwin, patch: Value| invalid(twin.clone().patched(&id(), &patch, NOW));
         let desired = |values: Value| json!({ "properties": { "desired": values } });
         let twin = fresh();
         assert_eq!(
@@ -1204,7 +1205,7 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("z");
-        let replaced = twin.replaced(&id(), &body, NOW).unwrap();
+        let replaced = twin.clone().replaced(&id(), &body, NOW).unwrap();
         assert_eq!(at(&replaced, "/tags"), json!({ "c": 3 }));
         assert_eq!(desired_values(&replaced), json!({ "x": { "w": 5 } }));
         let mut metadata = stamp(NOW, 3);
@@ -1218,12 +1219,16 @@ mod tests {
         );
 
         // Omitted sections are cleared (whether IoT Hub clears omitted tags is UNCONFIRMED).
-        let cleared = replaced.replaced(&id(), &json!({}), NOW).unwrap();
+        let cleared = replaced.clone().replaced(&id(), &json!({}), NOW).unwrap();
         assert_eq!(at(&cleared, "/tags"), json!({}));
         assert_eq!(desired_values(&cleared), json!({}));
         assert_eq!(counters(&cleared), (4, 3, etag_for(7), 8));
 
-        let reason = invalid(twin.replaced(&id(), &json!({ "tags": { "a": [null] } }), NOW));
+        let reason = invalid(twin.clone().replaced(
+            &id(),
+            &json!({ "tags": { "a": [null] } }),
+            NOW,
+        ));
         assert_eq!(
             reason,
             "tag `/a/0`: a list holds null, which IoT Hub rejects"

@@ -433,7 +433,8 @@ impl RestHub {
         }
     }
 
-    /// A twin request: `GET`, `PATCH` or `PUT` on `/twins/{id}[/modules/{mid}]`.
+    /// A twin request: `GET`, `PATCH` or `PUT` on `/twins/{id}[/modules/{mid}]`,
+    /// answered with the twin.
     async fn twin_request(
         &self,
         method: Method,
@@ -441,6 +442,43 @@ impl RestHub {
         body: Option<&Value>,
         if_match: Option<&str>,
     ) -> Result<Twin, HubError> {
+        let (request, reply) = self.twin_reply(method, id, body, if_match).await?;
+        let json: Value = serde_json::from_slice(&reply.body)
+            .ok()
+            .filter(Value::is_object)
+            .ok_or_else(|| self.protocol(&request, "the twin is not a JSON object"))?;
+        Ok(Twin {
+            device_id: id.device_id.clone(),
+            module_id: id.module_id.clone(),
+            json,
+        })
+    }
+
+    /// A twin request whose answer is read for the etag alone.
+    async fn twin_etag_request(
+        &self,
+        method: Method,
+        id: &TwinId,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<String, HubError> {
+        let (request, reply) = self.twin_reply(method, id, body, if_match).await?;
+        written_etag(&reply.body).ok_or_else(|| {
+            self.protocol(
+                &request,
+                "the twin is not a JSON object with a string `etag`",
+            )
+        })
+    }
+
+    /// Sends a twin request; the request's name and the success answer.
+    async fn twin_reply(
+        &self,
+        method: Method,
+        id: &TwinId,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<(String, Reply), HubError> {
         let path = twin_path(id);
         let mut headers = Vec::new();
         if body.is_some() {
@@ -460,15 +498,7 @@ impl RestHub {
         if !reply.status.is_success() {
             return Err(self.refusal(&request, Some(id), if_match, &reply));
         }
-        let json: Value = serde_json::from_slice(&reply.body)
-            .ok()
-            .filter(Value::is_object)
-            .ok_or_else(|| self.protocol(&request, "the twin is not a JSON object"))?;
-        Ok(Twin {
-            device_id: id.device_id.clone(),
-            module_id: id.module_id.clone(),
-            json,
-        })
+        Ok((request, reply))
     }
 }
 
@@ -543,8 +573,8 @@ impl Hub for RestHub {
         id: &TwinId,
         patch: &Value,
         if_match: Option<&str>,
-    ) -> Result<Twin, HubError> {
-        self.twin_request(Method::PATCH, id, Some(patch), if_match)
+    ) -> Result<String, HubError> {
+        self.twin_etag_request(Method::PATCH, id, Some(patch), if_match)
             .await
     }
 
@@ -634,6 +664,25 @@ fn http_client(settings: &Settings) -> Result<reqwest::Client, HubError> {
         .user_agent(concat!("twinops/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|error| failure(format!("HTTP client: {error}")))
+}
+
+/// The etag of the twin a write answered with, `""` when it has none;
+/// `None` when the answer is not a JSON object or its etag not a string. The
+/// rest of the twin is checked to be JSON but never built.
+fn written_etag(body: &[u8]) -> Option<String> {
+    /// The one field of a twin a write's answer is read for.
+    #[derive(serde::Deserialize)]
+    struct Etag {
+        #[serde(default)]
+        etag: Option<String>,
+    }
+    // A derived struct would also take a JSON array.
+    if !body.trim_ascii_start().starts_with(b"{") {
+        return None;
+    }
+    serde_json::from_slice::<Etag>(body)
+        .ok()
+        .map(|twin| twin.etag.unwrap_or_default())
 }
 
 /// Whether a retry may fix this answer: throttling, server errors, timeouts.
@@ -773,6 +822,27 @@ mod tests {
             module_id: Some("$edge".to_owned()),
         };
         assert_eq!(twin_path(&id), "/twins/dev%2F1%20%C3%A9/modules/%24edge");
+    }
+
+    #[test]
+    fn a_write_is_answered_with_the_etag_of_a_twin_object() {
+        let twin = br#" {"deviceId":"d","etag":"AAAAAAAAAAI=","properties":{"desired":{"a":[1,{"b":null}]}}}"#;
+        assert_eq!(written_etag(twin).as_deref(), Some("AAAAAAAAAAI="));
+        assert_eq!(written_etag(br#"{"deviceId":"d"}"#).as_deref(), Some(""));
+        for refused in [
+            &br#"["AAAAAAAAAAI="]"#[..],
+            br#"{"etag":2}"#,
+            br#"{"etag":"x","tags":{"#,
+            b"",
+            b"not json",
+        ] {
+            assert_eq!(
+                written_etag(refused),
+                None,
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
     }
 
     #[test]

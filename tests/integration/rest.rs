@@ -272,10 +272,16 @@ fn a_stale_saved_plan_leaves_the_changed_twin_alone() {
         module_id: None,
     };
     let patch = json!({"properties": {"desired": {"telemetry": {"intervalSeconds": 999}}}});
-    emulator
+    let etag = emulator
         .runtime
         .block_on(client.patch(&id, &patch, None))
         .unwrap();
+    let now = emulator.runtime.block_on(client.twin(&id)).unwrap();
+    assert_eq!(
+        now.json["etag"],
+        json!(etag),
+        "a patch answers with the new etag"
+    );
 
     let applied = emulator.run(&project, &["apply", "plan.json", "--env", "emu"]);
     assert_eq!(applied.code, Some(1), "one twin is stale: {applied}");
