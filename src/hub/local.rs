@@ -18,10 +18,14 @@
 //!   exactly as IoT Hub returns it; `tag_writes` is
 //!   [`StoredTwin::tag_writes`], kept out of the JSON users see.
 //!
-//! Invariants: every module twin's device twin exists; every write is one
-//! `IMMEDIATE` transaction (read, `If-Match`, model, write) in SQLite's
-//! write-ahead log, so a killed process leaves every twin before or after
-//! a write, never torn. The log is synced at checkpoints, not at every
+//! Invariants: every module twin's device twin exists; every write is
+//! stored by one `IMMEDIATE` transaction in SQLite's write-ahead log, so a
+//! killed process leaves every twin before or after a write, never torn.
+//! The twin is read, checked against `If-Match` and changed by the model
+//! with no lock held (so concurrent writes share the cores), and stored
+//! only if its row still holds the text it was read as; otherwise it is
+//! read and changed again, so no write is lost or made against a stale
+//! etag. The log is synced at checkpoints, not at every
 //! commit (`synchronous=NORMAL`): a crash of the whole machine can roll the
 //! last writes back, whole, and the next plan then shows them again. A sync
 //! per write would cap a hub at a few thousand writes a second on common
@@ -695,44 +699,57 @@ impl LocalHub {
         self.load(&connection, id)
     }
 
-    /// One write: the twin is read, checked against `if_match`, changed by
-    /// `change` (given the time) and stored, in one `IMMEDIATE` transaction.
-    /// A write that moves the etag changed the twin (the model moves it on
-    /// every write, §5.3); one that leaves it stores nothing.
+    /// One write: the twin is read, checked against `if_match` and changed
+    /// by `change` (given the time) with no lock held, then stored in one
+    /// `IMMEDIATE` transaction only if its row still holds the text it was
+    /// read as; a twin written in between (by another thread or process) is
+    /// read and changed again. A write that moves the etag changed the twin
+    /// (the model moves it on every write, §5.3); one that leaves it stores
+    /// nothing.
     fn write(
         &self,
         id: &TwinId,
         if_match: Option<&str>,
-        change: impl FnOnce(StoredTwin, &str) -> Result<StoredTwin, HubError>,
+        change: impl Fn(StoredTwin, &str) -> Result<StoredTwin, HubError>,
     ) -> Result<(StoredTwin, String), HubError> {
-        let mut connection = self.lock()?;
-        let transaction = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|error| self.storage(&error))?;
-        let (current, text) = self.load(&transaction, id)?;
-        model::check_if_match(id, if_match, current.etag())?;
-        let etag = current.etag().to_owned();
-        let next = change(current, &now())?;
-        if next.etag() == etag {
-            return Ok((next, text));
+        loop {
+            let (current, text) = {
+                let connection = self.lock()?;
+                self.load(&connection, id)?
+            };
+            model::check_if_match(id, if_match, current.etag())?;
+            let etag = current.etag().to_owned();
+            let next = change(current, &now())?;
+            if next.etag() == etag {
+                return Ok((next, text));
+            }
+            let written = self.serialize(id, &next)?;
+            let tag_writes = self.tag_writes_column(id, next.tag_writes)?;
+            let mut connection = self.lock()?;
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|error| self.storage(&error))?;
+            let stored = transaction
+                .prepare_cached(
+                    "UPDATE twins SET tag_writes = ?3, twin = ?4 \
+                     WHERE device_id = ?1 AND module_id = ?2 AND twin = ?5",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        id.device_id,
+                        id.module_id.as_deref().unwrap_or(DEVICE_ROW),
+                        tag_writes,
+                        written,
+                        text
+                    ])
+                })
+                .map_err(|error| self.storage(&error))?;
+            if stored == 1 {
+                transaction.commit().map_err(|error| self.storage(&error))?;
+                return Ok((next, written));
+            }
+            // Dropping the transaction rolls it back; the twin is read again.
         }
-        let text = self.serialize(id, &next)?;
-        let tag_writes = self.tag_writes_column(id, next.tag_writes)?;
-        transaction
-            .prepare_cached(
-                "UPDATE twins SET tag_writes = ?3, twin = ?4 WHERE device_id = ?1 AND module_id = ?2",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    id.device_id,
-                    id.module_id.as_deref().unwrap_or(DEVICE_ROW),
-                    tag_writes,
-                    text
-                ])
-            })
-            .map_err(|error| self.storage(&error))?;
-        transaction.commit().map_err(|error| self.storage(&error))?;
-        Ok((next, text))
     }
 
     /// Adds module `module_id` to device `device_id`, in one transaction.
@@ -1656,12 +1673,15 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn two_handles_on_one_file_lose_no_write() {
+    async fn handles_on_one_file_shared_by_threads_lose_no_write() {
         let temp = TempPath::new("concurrent");
         drop(hub_with(&temp, &generated_fleet(1)));
+        // Two handles (as two processes would have), each used by two
+        // threads at once.
+        let handles = [(); 2].map(|()| std::sync::Arc::new(LocalHub::open(temp.path()).unwrap()));
         let mut tasks = Vec::new();
         for writer in 0..4 {
-            let hub = LocalHub::open(temp.path()).unwrap();
+            let hub = std::sync::Arc::clone(&handles[writer % 2]);
             tasks.push(tokio::spawn(async move {
                 for at in 0..25 {
                     let patch = json!({ "tags": { format!("w{writer}"): at } });
