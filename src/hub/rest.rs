@@ -454,23 +454,6 @@ impl RestHub {
         })
     }
 
-    /// A twin request whose answer is read for the etag alone.
-    async fn twin_etag_request(
-        &self,
-        method: Method,
-        id: &TwinId,
-        body: Option<&Value>,
-        if_match: Option<&str>,
-    ) -> Result<String, HubError> {
-        let (request, reply) = self.twin_reply(method, id, body, if_match).await?;
-        written_etag(&reply.body).ok_or_else(|| {
-            self.protocol(
-                &request,
-                "the twin is not a JSON object with a string `etag`",
-            )
-        })
-    }
-
     /// Sends a twin request; the request's name and the success answer.
     async fn twin_reply(
         &self,
@@ -574,8 +557,15 @@ impl Hub for RestHub {
         patch: &Value,
         if_match: Option<&str>,
     ) -> Result<String, HubError> {
-        self.twin_etag_request(Method::PATCH, id, Some(patch), if_match)
-            .await
+        let (request, reply) = self
+            .twin_reply(Method::PATCH, id, Some(patch), if_match)
+            .await?;
+        written_etag(&reply.body).ok_or_else(|| {
+            self.protocol(
+                &request,
+                "the twin is not a JSON object with a string `etag`",
+            )
+        })
     }
 
     async fn replace(
