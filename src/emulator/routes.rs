@@ -105,8 +105,7 @@ fn ok(body: &Value) -> Response {
 fn twin_response(twin: &StoredTwin, text: String) -> Response {
     let mut response = (StatusCode::OK, text).into_response();
     finish(response.headers_mut());
-    let etag = twin.etag();
-    if !etag.is_empty()
+    if let Some(etag) = twin.json.get("etag").and_then(Value::as_str)
         && let Ok(value) = HeaderValue::from_str(&format!("\"{etag}\""))
     {
         response.headers_mut().insert(ETAG, value);

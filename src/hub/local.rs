@@ -23,7 +23,7 @@
 //! killed process leaves every twin before or after a write, never torn.
 //! The twin is read, checked against `If-Match` and changed by the model
 //! with no lock held (so concurrent writes share the cores), and stored
-//! only if its row still holds the text it was read as; otherwise it is
+//! only if its row is still as it was read; otherwise it is
 //! read and changed again, so no write is lost or made against a stale
 //! etag. The log is synced at checkpoints, not at every
 //! commit (`synchronous=NORMAL`): a crash of the whole machine can roll the
@@ -48,7 +48,7 @@ use serde_json::Value;
 
 use crate::fleet::{Device, Fleet, Twin};
 use crate::hub::lines::TwinLines;
-use crate::hub::model::{self, MAX_MODULES_PER_DEVICE, StoredTwin};
+use crate::hub::model::{self, MAX_MODULES_PER_DEVICE, StoredTwin, Written};
 use crate::hub::{
     DevicePage, Hub, HubError, HubIdentity, PAGE_SIZE, SnapshotLineError, TwinId, snapshot,
 };
@@ -701,16 +701,15 @@ impl LocalHub {
 
     /// One write: the twin is read, checked against `if_match` and changed
     /// by `change` (given the time) with no lock held, then stored in one
-    /// `IMMEDIATE` transaction only if its row still holds the text it was
-    /// read as; a twin written in between (by another thread or process) is
-    /// read and changed again. A write that moves the etag changed the twin
-    /// (the model moves it on every write, §5.3); one that leaves it stores
-    /// nothing.
+    /// `IMMEDIATE` transaction only if its row still holds the text and the
+    /// tag-write count it was read with; a twin written in between (by
+    /// another thread or process) is read and changed again. A write the
+    /// model finds nothing to write in stores nothing.
     fn write(
         &self,
         id: &TwinId,
         if_match: Option<&str>,
-        change: impl Fn(StoredTwin, &str) -> Result<StoredTwin, HubError>,
+        change: impl Fn(StoredTwin, &str) -> Result<Written, HubError>,
     ) -> Result<(StoredTwin, String), HubError> {
         loop {
             let (current, text) = {
@@ -718,11 +717,11 @@ impl LocalHub {
                 self.load(&connection, id)?
             };
             model::check_if_match(id, if_match, current.etag())?;
-            let etag = current.etag().to_owned();
-            let next = change(current, &now())?;
-            if next.etag() == etag {
-                return Ok((next, text));
-            }
+            let read_tag_writes = self.tag_writes_column(id, current.tag_writes)?;
+            let next = match change(current, &now())? {
+                Written::Changed(next) => next,
+                Written::Unchanged(current) => return Ok((current, text)),
+            };
             let written = self.serialize(id, &next)?;
             let tag_writes = self.tag_writes_column(id, next.tag_writes)?;
             let mut connection = self.lock()?;
@@ -732,7 +731,7 @@ impl LocalHub {
             let stored = transaction
                 .prepare_cached(
                     "UPDATE twins SET tag_writes = ?3, twin = ?4 \
-                     WHERE device_id = ?1 AND module_id = ?2 AND twin = ?5",
+                     WHERE device_id = ?1 AND module_id = ?2 AND twin = ?5 AND tag_writes = ?6",
                 )
                 .and_then(|mut statement| {
                     statement.execute(params![
@@ -740,7 +739,8 @@ impl LocalHub {
                         id.module_id.as_deref().unwrap_or(DEVICE_ROW),
                         tag_writes,
                         written,
-                        text
+                        text,
+                        read_tag_writes
                     ])
                 })
                 .map_err(|error| self.storage(&error))?;
@@ -1643,6 +1643,24 @@ mod tests {
         ));
         // The empty module id is the device twin's row, never a module.
         assert!(module_missing(hub.twin(&module_id("dev-0000", "")).await));
+    }
+
+    #[tokio::test]
+    async fn a_write_at_the_counters_ceiling_is_stored() {
+        // The etag cannot move past u64::MAX; the write still happens.
+        let line = json!({
+            "deviceId": "dev-max",
+            "properties": { "desired": { "$version": u64::MAX, "k": 1 } },
+        });
+        let fleet = snapshot::parse("max.ndjson", &format!("{line}\n")).unwrap();
+        let temp = TempPath::new("ceiling");
+        let hub = hub_with(&temp, &fleet);
+        let id = device_id("dev-max");
+        let patch = json!({ "tags": { "t": 1 }, "properties": { "desired": { "k": 2 } } });
+        hub.patch(&id, &patch, None).await.unwrap();
+        let twin = hub.twin(&id).await.unwrap();
+        assert_eq!(twin.json["properties"]["desired"]["k"], json!(2));
+        assert_eq!(twin.json["tags"]["t"], json!(1));
     }
 
     #[tokio::test]

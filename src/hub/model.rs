@@ -24,8 +24,8 @@
 //! tags rule) on the sections it writes and returns the twin after it or
 //! [`HubError::InvalidTwin`]. A write takes the twin it starts from (the
 //! caller's stored copy stays as it was, so a rejected write stores
-//! nothing), and every write that changes anything moves the etag. No I/O
-//! and no clock: callers pass `now` (formatted by [`timestamp`]).
+//! nothing) and says whether it changed it ([`Written`]). No I/O and no
+//! clock: callers pass `now` (formatted by [`timestamp`]).
 
 use std::time::Duration;
 
@@ -173,6 +173,26 @@ pub struct StoredTwin {
     /// How many times the service wrote the tags; part of `etag` and
     /// `version` (§5.3), never shown in the JSON.
     pub tag_writes: u64,
+}
+
+/// A twin after a write: changed (to be stored), or unchanged because the
+/// write named nothing to write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Written {
+    /// The write changed the twin.
+    Changed(StoredTwin),
+    /// The write wrote nothing; the twin is as it was.
+    Unchanged(StoredTwin),
+}
+
+impl Written {
+    /// The twin after the write, changed or not.
+    #[must_use]
+    pub fn into_stored(self) -> StoredTwin {
+        match self {
+            Self::Changed(twin) | Self::Unchanged(twin) => twin,
+        }
+    }
 }
 
 /// How a write treats the desired section.
@@ -356,13 +376,13 @@ impl StoredTwin {
     /// `properties.reported` are ignored, as IoT Hub ignores what C# sends
     /// (what it does with a non-empty `reported` is UNCONFIRMED, §5.4). A
     /// section counts as written when its patch has at least one key; an
-    /// empty patch returns the twin unchanged.
+    /// empty patch returns the twin [`Written::Unchanged`].
     ///
     /// # Errors
     /// [`HubError::InvalidTwin`]: another top-level key, a section that is
     /// not an object, a key starting with `$`, or a limit broken by the
     /// result.
-    pub fn patched(self, id: &TwinId, patch: &Value, now: &str) -> Result<Self, HubError> {
+    pub fn patched(self, id: &TwinId, patch: &Value, now: &str) -> Result<Written, HubError> {
         let body = patch_body(id, patch)?;
         self.written(id, &body, Write::Merge, now)
     }
@@ -382,7 +402,7 @@ impl StoredTwin {
     /// # Errors
     /// [`HubError::InvalidTwin`]: the body or a section is not an object, a
     /// key starting with `$`, or a limit broken by the result.
-    pub fn replaced(self, id: &TwinId, body: &Value, now: &str) -> Result<Self, HubError> {
+    pub fn replaced(self, id: &TwinId, body: &Value, now: &str) -> Result<Written, HubError> {
         let body = replace_body(id, body)?;
         let tags = body.tags.cloned().unwrap_or_default();
         let mut desired = body.desired.cloned().unwrap_or_default();
@@ -420,7 +440,7 @@ impl StoredTwin {
         body: &Body<'_>,
         mode: Write,
         now: &str,
-    ) -> Result<Self, HubError> {
+    ) -> Result<Written, HubError> {
         let tags = body
             .tags
             .filter(|tags| mode == Write::Whole || !tags.is_empty());
@@ -428,7 +448,7 @@ impl StoredTwin {
             .desired
             .filter(|desired| mode == Write::Whole || !desired.is_empty());
         if tags.is_none() && desired.is_none() {
-            return Ok(self);
+            return Ok(Written::Unchanged(self));
         }
         if let Some(patch) = tags {
             reject_reserved_keys(id, Section::Tags, patch)?;
@@ -465,7 +485,7 @@ impl StoredTwin {
                 .insert("properties".to_owned(), Value::Object(properties));
         }
         self.restamp();
-        Ok(self)
+        Ok(Written::Changed(self))
     }
 
     /// `etag` and `version` as the counters make them (§5.3).
@@ -809,7 +829,8 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::{
-        MAX_MODULES_PER_DEVICE, StoredTwin, check_if_match, etag_counter, etag_for, timestamp,
+        MAX_MODULES_PER_DEVICE, StoredTwin, Written, check_if_match, etag_counter, etag_for,
+        timestamp,
     };
     use crate::hub::{HubError, TwinId};
 
@@ -843,10 +864,13 @@ mod tests {
         reason = "callers write `json!` literals in place"
     )]
     fn patched(twin: &StoredTwin, patch: Value, now: &str) -> StoredTwin {
-        twin.clone().patched(&id(), &patch, now).unwrap()
+        twin.clone()
+            .patched(&id(), &patch, now)
+            .unwrap()
+            .into_stored()
     }
 
-    fn invalid(result: Result<StoredTwin, HubError>) -> String {
+    fn invalid<T: std::fmt::Debug>(result: Result<T, HubError>) -> String {
         match result {
             Err(HubError::InvalidTwin { reason, .. }) => reason,
             other => panic!("expected an invalid twin, got {other:?}"),
@@ -1083,6 +1107,13 @@ mod tests {
     #[test]
     fn empty_patches_change_nothing() {
         let before = fresh();
+        assert_eq!(
+            before
+                .clone()
+                .patched(&id(), &json!({ "tags": {} }), NOW)
+                .unwrap(),
+            Written::Unchanged(before.clone())
+        );
         assert_eq!(patched(&before, json!({}), NOW), before);
         assert_eq!(
             patched(
@@ -1205,7 +1236,11 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("z");
-        let replaced = twin.clone().replaced(&id(), &body, NOW).unwrap();
+        let replaced = twin
+            .clone()
+            .replaced(&id(), &body, NOW)
+            .unwrap()
+            .into_stored();
         assert_eq!(at(&replaced, "/tags"), json!({ "c": 3 }));
         assert_eq!(desired_values(&replaced), json!({ "x": { "w": 5 } }));
         let mut metadata = stamp(NOW, 3);
@@ -1219,7 +1254,11 @@ mod tests {
         );
 
         // Omitted sections are cleared (whether IoT Hub clears omitted tags is UNCONFIRMED).
-        let cleared = replaced.clone().replaced(&id(), &json!({}), NOW).unwrap();
+        let cleared = replaced
+            .clone()
+            .replaced(&id(), &json!({}), NOW)
+            .unwrap()
+            .into_stored();
         assert_eq!(at(&cleared, "/tags"), json!({}));
         assert_eq!(desired_values(&cleared), json!({}));
         assert_eq!(counters(&cleared), (4, 3, etag_for(7), 8));
@@ -1257,7 +1296,8 @@ mod tests {
         assert_eq!(twin.tag_writes, 2);
         let next = twin
             .patched(&gateway, &json!({ "tags": { "ring": "broad" } }), NOW)
-            .unwrap();
+            .unwrap()
+            .into_stored();
         assert_eq!(counters(&next), (1, 3, etag_for(4), 6));
 
         let bare = StoredTwin::imported(&gateway, json!({ "tags": { "x": 1 } })).unwrap();

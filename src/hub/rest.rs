@@ -658,7 +658,7 @@ fn http_client(settings: &Settings) -> Result<reqwest::Client, HubError> {
 
 /// The etag of the twin a write answered with, `""` when it has none;
 /// `None` when the answer is not a JSON object or its etag not a string. The
-/// rest of the twin is checked to be JSON but never built.
+/// rest of the twin is read over as JSON but never built.
 fn written_etag(body: &[u8]) -> Option<String> {
     /// The one field of a twin a write's answer is read for.
     #[derive(serde::Deserialize)]
