@@ -695,8 +695,7 @@ impl LocalHub {
     /// # Errors
     /// As [`LocalHub::read_twin`].
     pub fn read_twin_text(&self, id: &TwinId) -> Result<(StoredTwin, String), HubError> {
-        let connection = self.lock()?;
-        self.load(&connection, id)
+        self.load(id).map(|(twin, text, _)| (twin, text))
     }
 
     /// One write: the twin is read, checked against `if_match` and changed
@@ -712,12 +711,8 @@ impl LocalHub {
         change: impl Fn(StoredTwin, &str) -> Result<Written, HubError>,
     ) -> Result<(StoredTwin, String), HubError> {
         loop {
-            let (current, text) = {
-                let connection = self.lock()?;
-                self.load(&connection, id)?
-            };
+            let (current, text, read_tag_writes) = self.load(id)?;
             model::check_if_match(id, if_match, current.etag())?;
-            let read_tag_writes = self.tag_writes_column(id, current.tag_writes)?;
             let next = match change(current, &now())? {
                 Written::Changed(next) => next,
                 Written::Unchanged(current) => return Ok((current, text)),
@@ -804,16 +799,16 @@ impl LocalHub {
         Ok(stored.into_twin(&id))
     }
 
-    /// The stored twin `id` and its JSON text, or which of device and module
-    /// is missing.
-    fn load(&self, connection: &Connection, id: &TwinId) -> Result<(StoredTwin, String), HubError> {
+    /// The row of twin `id`: its tag-write count and JSON text, or which of
+    /// device and module is missing.
+    fn stored_row(&self, connection: &Connection, id: &TwinId) -> Result<(i64, String), HubError> {
         let module_id = match id.module_id.as_deref() {
             // The empty id is the device twin's row, never a module.
             Some(DEVICE_ROW) => return Err(self.missing(connection, id)),
             Some(module_id) => module_id,
             None => DEVICE_ROW,
         };
-        let row: Option<(i64, String)> = connection
+        connection
             .prepare_cached(
                 "SELECT tag_writes, twin FROM twins WHERE device_id = ?1 AND module_id = ?2",
             )
@@ -824,20 +819,32 @@ impl LocalHub {
                     })
                     .optional()
             })
-            .map_err(|error| self.storage(&error))?;
-        let Some((tag_writes, text)) = row else {
-            return Err(self.missing(connection, id));
+            .map_err(|error| self.storage(&error))?
+            .ok_or_else(|| self.missing(connection, id))
+    }
+
+    /// Twin `id`, its JSON text and its `tag_writes` column as stored: the
+    /// row is read under the lock ([`LocalHub::stored_row`]) and parsed
+    /// after it is released.
+    fn load(&self, id: &TwinId) -> Result<(StoredTwin, String, i64), HubError> {
+        let (tag_writes, text) = {
+            let connection = self.lock()?;
+            self.stored_row(&connection, id)?
         };
         let Value::Object(json) = self.parse(id, &text)? else {
             return Err(self.storage(&format!("twin `{}` is not a JSON object", id.display())));
         };
-        let tag_writes = u64::try_from(tag_writes).map_err(|_| {
+        let count = u64::try_from(tag_writes).map_err(|_| {
             self.storage(&format!(
                 "twin `{}` has a negative tag write count",
                 id.display()
             ))
         })?;
-        Ok((StoredTwin { json, tag_writes }, text))
+        let twin = StoredTwin {
+            json,
+            tag_writes: count,
+        };
+        Ok((twin, text, tag_writes))
     }
 
     /// The 404 for a twin that is not there.
