@@ -444,6 +444,10 @@ fn as_configured(desired: usize) -> usize {
     (1 << 62) | desired
 }
 
+/// The id, in a memo key, of a managed property's live text that the key
+/// already holds, because the configuration sets that property too.
+const NAMED_ABOVE: usize = usize::MAX;
+
 /// The id, in a convergence key, of a reported property whose text is the
 /// desired text before it in the key (the device reports what it was told).
 const AS_DESIRED: usize = usize::MAX;
@@ -562,7 +566,13 @@ impl Planner<'_> {
             });
             live_texts.push(text);
         }
+        // A managed property the configuration also sets was named above:
+        // the value and the tag say where, so its text is not read again.
         for property in owned.managed.keys() {
+            if properties.contains(property) {
+                live.push(NAMED_ABOVE);
+                continue;
+            }
             let text = twin.text(&["properties", "desired", property.as_str()]);
             live.push(memo.texts.id(text.as_deref()));
         }
