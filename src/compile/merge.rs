@@ -3,6 +3,7 @@
 //! every leaf remembers who set it and whom it overrode; two policies of one
 //! priority that disagree on a leaf (or on whether it is a leaf) conflict.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -152,17 +153,18 @@ fn level_leaves(
     leaves
 }
 
-/// Removes and returns the entries at `pointer`, above it, or below it.
+/// Removes and returns the entries above `pointer` (outermost first), at
+/// it, and below it (in pointer order).
 fn take_overlapping(result: &mut BTreeMap<String, Entry>, pointer: &str) -> Vec<Entry> {
-    let mut keys: Vec<String> = ancestors(pointer)
+    let mut taken: Vec<Entry> = ancestors(pointer)
         .chain(std::iter::once(pointer))
-        .filter(|key| result.contains_key(*key))
-        .map(str::to_owned)
+        .filter_map(|key| result.remove(key))
         .collect();
-    keys.extend(descendants(result, pointer).map(|(key, _)| key.clone()));
-    keys.into_iter()
-        .filter_map(|key| result.remove(&key))
-        .collect()
+    let below: Vec<String> = descendants(result, pointer)
+        .map(|(key, _)| key.clone())
+        .collect();
+    taken.extend(below.iter().filter_map(|key| result.remove(key)));
+    taken
 }
 
 /// The proper ancestors of a pointer, nearest last: `/a/b/c` → `/a`, `/a/b`.
@@ -173,17 +175,22 @@ fn ancestors(pointer: &str) -> impl Iterator<Item = &str> {
         .map(move |(at, _)| pointer.get(..at).unwrap_or_default())
 }
 
-/// The entries strictly below `pointer`.
-fn descendants<'m, V>(
+/// The entries strictly below `pointer`, in pointer order. Keys that only
+/// start with its text (`/a-b` for `/a`) sort among them and are passed
+/// over.
+fn descendants<'m, 'p, V>(
     map: &'m BTreeMap<String, V>,
-    pointer: &str,
-) -> impl Iterator<Item = (&'m String, &'m V)> {
-    let prefix = format!("{pointer}/");
-    map.range(prefix.clone()..)
-        .take_while(move |(key, _)| key.starts_with(&prefix))
+    pointer: &'p str,
+) -> impl Iterator<Item = (&'m String, &'m V)> + use<'m, 'p, V> {
+    map.range::<str, _>((Bound::Excluded(pointer), Bound::Unbounded))
+        .take_while(move |(key, _)| key.starts_with(pointer))
+        .filter(move |(key, _)| key.as_bytes().get(pointer.len()) == Some(&b'/'))
 }
 
 fn dedup_keep_order(ids: &mut Vec<PolicyId>) {
+    if ids.len() < 2 {
+        return;
+    }
     let mut seen = std::collections::BTreeSet::new();
     ids.retain(|id| seen.insert(*id));
 }
@@ -249,20 +256,77 @@ pub fn fill_defaults(result: &mut BTreeMap<String, Entry>, defaults: &Defaults) 
 pub fn tree(result: &BTreeMap<String, Entry>) -> Map<String, Value> {
     let mut root = Value::Object(Map::new());
     for (pointer, entry) in result {
-        let keys: Vec<String> = pointer_keys(pointer).collect();
+        let keys: Vec<Cow<'_, str>> = pointer_keys(pointer).collect();
         let mut node = &mut root;
         for key in keys.iter().take(keys.len().saturating_sub(1)) {
             let Value::Object(map) = node else { break };
             node = map
-                .entry(key.clone())
+                .entry(key.clone().into_owned())
                 .or_insert_with(|| Value::Object(Map::new()));
         }
         if let (Value::Object(map), Some(last)) = (node, keys.last()) {
-            map.insert(last.clone(), entry.value.clone());
+            map.insert(last.clone().into_owned(), entry.value.clone());
         }
     }
     match root {
         Value::Object(map) => map,
         _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::{Entry, Origin, Setter, descendants, take_overlapping};
+
+    fn leaves(pointers: &[&str]) -> BTreeMap<String, Entry> {
+        pointers
+            .iter()
+            .enumerate()
+            .map(|(at, pointer)| {
+                let entry = Entry {
+                    value: json!(at),
+                    origin: Origin {
+                        setter: Setter::Policy(at),
+                        overrode: Vec::new(),
+                    },
+                };
+                ((*pointer).to_owned(), entry)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_that_only_start_alike_are_neither_above_nor_below() {
+        let map = leaves(&["/a", "/a!", "/a-b", "/a/x", "/a/y/z", "/a0", "/ab"]);
+        let below: Vec<&str> = descendants(&map, "/a")
+            .map(|(key, _)| key.as_str())
+            .collect();
+        assert_eq!(below, ["/a/x", "/a/y/z"]);
+        assert_eq!(descendants(&map, "/a/x").count(), 0);
+        assert_eq!(descendants(&map, "/b").count(), 0);
+    }
+
+    #[test]
+    fn overlapping_leaves_are_taken_outermost_first_and_the_rest_kept() {
+        let mut map = leaves(&["/a", "/a-b", "/a/b", "/a/b/c", "/a/b/d", "/a/bc"]);
+        let taken: Vec<Setter> = take_overlapping(&mut map, "/a/b")
+            .into_iter()
+            .map(|entry| entry.origin.setter)
+            .collect();
+        assert_eq!(
+            taken,
+            [
+                Setter::Policy(0),
+                Setter::Policy(2),
+                Setter::Policy(3),
+                Setter::Policy(4)
+            ]
+        );
+        let kept: Vec<&str> = map.keys().map(String::as_str).collect();
+        assert_eq!(kept, ["/a-b", "/a/bc"]);
     }
 }

@@ -448,14 +448,15 @@ fn configure(
     ids: &[PolicyId],
 ) -> Compiled {
     let (mut result, conflicts) = merge::layer(policies, ids);
-    let properties: Vec<String> = {
-        let mut names: Vec<String> = result
-            .keys()
-            .filter_map(|pointer| crate::load::pointer_keys(pointer).next())
-            .collect();
-        names.dedup();
-        names
-    };
+    // Leaves come in pointer order, so a property's leaves are together.
+    let mut properties: Vec<String> = Vec::new();
+    for pointer in result.keys() {
+        if let Some(name) = crate::load::pointer_keys(pointer).next()
+            && properties.last().is_none_or(|last| *last != name)
+        {
+            properties.push(name.into_owned());
+        }
+    }
     let mut flat_schema = None;
     for property in &properties {
         match schemas.governing(module, property) {

@@ -1,5 +1,6 @@
 //! A loaded YAML document: its JSON value and a span for every JSON pointer.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -106,12 +107,15 @@ pub fn join_pointer(pointer: &str, key: &str) -> String {
     out
 }
 
-/// Splits a JSON pointer into unescaped keys.
-pub fn pointer_keys(pointer: &str) -> impl Iterator<Item = String> + '_ {
-    pointer
-        .split('/')
-        .skip(1)
-        .map(|key| key.replace("~1", "/").replace("~0", "~"))
+/// Splits a JSON pointer into unescaped keys, borrowed unless escaped.
+pub fn pointer_keys(pointer: &str) -> impl Iterator<Item = Cow<'_, str>> + '_ {
+    pointer.split('/').skip(1).map(|key| {
+        if key.contains('~') {
+            Cow::Owned(key.replace("~1", "/").replace("~0", "~"))
+        } else {
+            Cow::Borrowed(key)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `compile` output: each distinct configuration once, with the twins that
 //! share it and, per leaf, the policy and line that set it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -89,7 +90,7 @@ pub fn compiled_human(
         let document = Value::Object(configuration.desired.value());
         let mut current_property: Option<String> = None;
         for (pointer, origin) in configuration.provenance.iter() {
-            let keys: Vec<String> = pointer_keys(pointer).collect();
+            let keys: Vec<String> = pointer_keys(pointer).map(Cow::into_owned).collect();
             let Some((property, rest)) = keys.split_first() else {
                 continue;
             };

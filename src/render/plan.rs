@@ -2,6 +2,7 @@
 //! Markdown pull-request comment. Twins that change identically are shown
 //! once with a count; the JSON lists every twin.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -136,7 +137,7 @@ fn leaf_lines(changes: &[LeafChange]) -> Vec<(char, String)> {
     let mut lines = Vec::new();
     let mut property: Option<String> = None;
     for change in changes {
-        let keys: Vec<String> = pointer_keys(&change.path).collect();
+        let keys: Vec<String> = pointer_keys(&change.path).map(Cow::into_owned).collect();
         let Some((head, rest)) = keys.split_first() else {
             continue;
         };
