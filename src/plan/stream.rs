@@ -11,6 +11,7 @@
 //! reads the fleet whole.
 
 use std::ops::Range;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use rayon::prelude::*;
 
@@ -47,6 +48,11 @@ pub struct Project<'a> {
 
 /// Plans every twin `lines` holds.
 ///
+/// The calling thread reads the lines, a batch ahead, while another plans
+/// the batch before on every core: reading a snapshot or a hub's rows no
+/// longer leaves the cores waiting. Each batch ends where a device begins
+/// (see [`device_start`]), so a device's twins are planned together.
+///
 /// # Errors
 /// When the source cannot be read, or any line is bad: the first bad lines
 /// are listed, as when a snapshot is read whole.
@@ -54,6 +60,92 @@ pub fn plan(
     lines: &mut dyn TwinLines,
     project: Project<'_>,
     context: &Context,
+    diags: &mut Diagnostics,
+) -> Result<Streamed, HubError> {
+    let shown = lines.shown().to_owned();
+    // One batch waits while one is planned and the next is read.
+    let (send_batch, batches) = mpsc::sync_channel::<Read>(1);
+    let (send_spare, spares) = mpsc::channel::<String>();
+    std::thread::scope(|scope| {
+        let shown = shown.as_str();
+        let planning = scope
+            .spawn(move || plan_batches(&batches, &send_spare, (project, context), shown, diags));
+        read_batches(lines, &send_batch, &spares);
+        // The planner ends once the last batch, or an error, is in.
+        drop(send_batch);
+        planning
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// What the reader hands the planner: a batch of whole devices' lines and
+/// whether more follow, or why reading stopped.
+type Read = Result<(String, bool), HubError>;
+
+/// Reads `lines` into batches that end where a device begins, until the
+/// source ends, fails, or the planner stops taking them.
+fn read_batches(lines: &mut dyn TwinLines, batches: &SyncSender<Read>, spares: &Receiver<String>) {
+    // The lines of the device that may go on in the next batch.
+    let mut carried = String::new();
+    loop {
+        let mut buffer = spares.try_recv().unwrap_or_default();
+        buffer.clear();
+        buffer.push_str(&carried);
+        carried.clear();
+        let more = match lines.fill(&mut buffer) {
+            Ok(more) => more,
+            Err(error) => {
+                // Nothing more to do if the planner has stopped already.
+                let _ = batches.send(Err(error));
+                return;
+            }
+        };
+        if more {
+            let start = device_start(&buffer);
+            carried.push_str(buffer.get(start..).unwrap_or_default());
+            buffer.truncate(start);
+        }
+        if batches.send(Ok((buffer, more))).is_err() || !more {
+            return;
+        }
+    }
+}
+
+/// Where the last device of `batch` begins: the start of its last device
+/// twin line (module twins follow their device's). The device may go on
+/// in the next batch, so its lines are held back for it. After a line that
+/// is not a twin, the batch ends with it: such a plan fails anyway, and
+/// every line is still read once. When the whole batch is one device, 0.
+fn device_start(batch: &str) -> usize {
+    let mut end = batch.len();
+    while end > 0 {
+        let start = batch
+            .get(..end.saturating_sub(1))
+            .and_then(|before| before.rfind('\n'))
+            .map_or(0, |at| at + 1);
+        let line = batch
+            .get(start..end)
+            .unwrap_or_default()
+            .trim_end_matches(['\n', '\r']);
+        if !line.trim().is_empty() {
+            match RawTwin::parse(line) {
+                Ok(twin) if twin.module_id.is_none() => return start,
+                Ok(_) => {}
+                Err(_) => return end,
+            }
+        }
+        end = start;
+    }
+    0
+}
+
+/// Plans the batches as they come; every line is read once, in order.
+fn plan_batches(
+    batches: &Receiver<Read>,
+    spares: &Sender<String>,
+    (project, context): (Project<'_>, &Context),
+    shown: &str,
     diags: &mut Diagnostics,
 ) -> Result<Streamed, HubError> {
     let targets = Targets::new(project.policies);
@@ -65,50 +157,19 @@ pub fn plan(
     let mut plan = Plan::empty(context.origin.clone());
     let mut errors = Vec::new();
     let mut order = Order::default();
-    let mut carried = String::new();
-    // One buffer for every batch: the twins of a batch borrow from it.
-    let mut buffer = String::new();
     let mut first_line = 1;
     let mut spare = Spare::default();
-    loop {
-        buffer.clear();
-        buffer.push_str(&carried);
-        carried.clear();
-        let more = lines.fill(&mut buffer)?;
-        let batch = Batch::read(
-            &buffer,
-            (first_line, lines.shown()),
-            &mut errors,
-            &mut spare,
-        );
+    // The reader sends the last batch or an error before it stops.
+    while let Ok(read) = batches.recv() {
+        let (buffer, more) = read?;
+        let batch = Batch::read(&buffer, (first_line, shown), &mut errors, &mut spare);
+        first_line = batch.next_line;
         let Some(devices) = order.devices(&batch.twins) else {
             return Ok(Streamed::Unordered);
         };
-        // The last device may go on in the next batch: plan it there.
-        let (complete, rest) = if more {
-            devices.split_at(devices.len().saturating_sub(1))
-        } else {
-            (devices.as_slice(), &[][..])
-        };
-        if let Some(open) = rest.first() {
-            let start = batch
-                .twins
-                .get(open.start)
-                .map_or(buffer.len(), |(at, _)| at.offset);
-            carried.push_str(buffer.get(start..).unwrap_or_default());
-            first_line = batch
-                .twins
-                .get(open.start)
-                .map_or(batch.next_line, |(at, _)| at.line);
-            // Lines carried over are read again, bad ones included.
-            errors.retain(|error| error.line < first_line);
-            order.reopen(&batch.twins, open);
-        } else {
-            first_line = batch.next_line;
-        }
         if errors.is_empty() {
             plan_devices(
-                (&batch.twins, complete),
+                (&batch.twins, &devices),
                 (&targets, &memos),
                 &mut compiler,
                 project,
@@ -121,12 +182,14 @@ pub fn plan(
         let mut twins = batch.twins;
         twins.par_drain(..).with_min_len(256).for_each(drop);
         spare.twins = recycle(twins);
+        // The reader may have stopped: then the buffer is not needed.
+        let _ = spares.send(buffer);
         if !more {
             break;
         }
     }
     if !errors.is_empty() {
-        return Err(snapshot::invalid(lines.shown(), errors));
+        return Err(snapshot::invalid(shown, errors));
     }
     tracing::debug!(
         configurations = compiler.all().len(),
@@ -138,11 +201,10 @@ pub fn plan(
     Ok(Streamed::Plan(plan))
 }
 
-/// Where a line sits: its number and its byte offset in the batch.
+/// Where a line sits: its number in the source.
 #[derive(Clone, Copy)]
 struct At {
     line: usize,
-    offset: usize,
 }
 
 /// One batch's twins, read lightly, in line order; bad lines are skipped
@@ -160,11 +222,9 @@ impl<'b> Batch<'b> {
         spare: &mut Spare,
     ) -> Self {
         let mut lines: Vec<(At, &'b str)> = recycle(std::mem::take(&mut spare.lines));
-        let mut offset = 0;
         let mut line = first_line;
         for text in buffer.split_inclusive('\n') {
-            let at = At { line, offset };
-            offset += text.len();
+            let at = At { line };
             line += 1;
             let text = text.trim_end_matches(['\n', '\r']);
             if !text.trim().is_empty() {
@@ -223,15 +283,12 @@ type Key = (String, Option<String>);
 #[derive(Default)]
 struct Order {
     last: Option<Key>,
-    /// `last` when the current batch began.
-    before_batch: Option<Key>,
 }
 
 impl Order {
     /// The devices of a batch (ranges of twins, each a device twin and its
     /// module twins); `None` when a twin is out of order.
     fn devices(&mut self, twins: &[(At, RawTwin<'_>)]) -> Option<Vec<Range<usize>>> {
-        self.before_batch.clone_from(&self.last);
         let mut devices: Vec<Range<usize>> = Vec::new();
         // Each twin is checked against the one before it, borrowed; only the
         // batch's last twin is kept, for the next batch.
@@ -262,18 +319,6 @@ impl Order {
             self.last = last;
         }
         Some(devices)
-    }
-
-    /// The device at `open` is read again from the next batch: order
-    /// resumes from the twin before it.
-    fn reopen(&mut self, twins: &[(At, RawTwin<'_>)], open: &Range<usize>) {
-        self.last = match open.start.checked_sub(1).and_then(|at| twins.get(at)) {
-            Some((_, twin)) => Some((
-                twin.device_id.clone().into_owned(),
-                twin.module_id.as_deref().map(str::to_owned),
-            )),
-            None => self.before_batch.clone(),
-        };
     }
 }
 
@@ -379,7 +424,7 @@ fn plan_devices(
 mod tests {
     use serde_json::json;
 
-    use super::{Project, Streamed, plan};
+    use super::{Project, Streamed, device_start, plan};
     use crate::compile;
     use crate::compile::tests::project;
     use crate::diag::Diagnostics;
@@ -698,5 +743,77 @@ mod tests {
             (4, "twin `b`: `tags` must be an object, found a number")
         );
         assert_eq!(listed[0].0, 2);
+    }
+
+    #[test]
+    fn a_batch_ends_where_its_last_device_begins() {
+        let device = |id: &str| format!("{{\"deviceId\":\"{id}\"}}\n");
+        let module = |id: &str| format!("{{\"deviceId\":\"{id}\",\"moduleId\":\"m\"}}\n");
+        let batch = [
+            device("a"),
+            module("a"),
+            device("b"),
+            module("b"),
+            "\n".into(),
+        ]
+        .concat();
+        let last = batch.find("{\"deviceId\":\"b\"}").unwrap();
+        assert_eq!(device_start(&batch), last);
+        let modules_only = [module("a"), module("a")].concat();
+        assert_eq!(
+            device_start(&modules_only),
+            0,
+            "one device: all of it goes on"
+        );
+        assert_eq!(device_start(""), 0);
+        let bad = [device("a"), "nope\n".into(), module("a")].concat();
+        assert_eq!(
+            device_start(&bad),
+            bad.find("nope\n").unwrap() + 5,
+            "after a bad line, the batch ends with it"
+        );
+        let bad_last = [device("a"), "nope\n".into()].concat();
+        assert_eq!(device_start(&bad_last), bad_last.len());
+    }
+
+    /// Lines that fail after a first batch.
+    struct Failing(usize);
+
+    impl crate::hub::lines::TwinLines for Failing {
+        fn shown(&self) -> &'static str {
+            "failing.ndjson"
+        }
+
+        fn fill(&mut self, buffer: &mut String) -> Result<bool, crate::hub::HubError> {
+            self.0 += 1;
+            if self.0 > 2 {
+                return Err(crate::hub::HubError::Io {
+                    path: "failing.ndjson".into(),
+                    reason: "disk gone".into(),
+                });
+            }
+            buffer.push_str(if self.0 == 1 {
+                "{\"deviceId\":\"d1\"}\n"
+            } else {
+                "{\"deviceId\":\"d2\"}\n"
+            });
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn a_read_failure_while_planning_is_the_error() {
+        let (sources, schemas, policies) = project(&policies(0, false));
+        let context = context(&policies, &schemas);
+        let project = Project {
+            policies: &policies,
+            schemas: &schemas,
+            sources: &sources,
+        };
+        let result = plan(&mut Failing(0), project, &context, &mut Diagnostics::new());
+        let Err(crate::hub::HubError::Io { reason, .. }) = result else {
+            panic!("the read error comes back");
+        };
+        assert_eq!(reason, "disk gone");
     }
 }
