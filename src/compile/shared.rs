@@ -273,16 +273,27 @@ where
 }
 
 /// What identifies a compiled value before it is built: the module and
-/// every leaf's pointer and value, written as a sequence of JSON texts.
+/// every leaf's pointer and value. Texts are written with their length
+/// before them, so that none runs into the next; each value as its JSON
+/// text, ended by a NUL byte, which JSON text never holds.
 pub(super) fn value_key(module: Option<&str>, leaves: &BTreeMap<String, Entry>) -> Vec<u8> {
+    fn text(key: &mut Vec<u8>, text: &str) {
+        key.extend_from_slice(&text.len().to_le_bytes());
+        key.extend_from_slice(text.as_bytes());
+    }
     let mut key = Vec::with_capacity(64 * leaves.len());
-    // Writing JSON into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut key, &module);
+    match module {
+        None => key.push(0),
+        Some(module) => {
+            key.push(1);
+            text(&mut key, module);
+        }
+    }
     for (pointer, entry) in leaves {
-        key.push(b',');
-        let _ = serde_json::to_writer(&mut key, pointer);
-        key.push(b',');
+        text(&mut key, pointer);
+        // Writing JSON into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut key, &entry.value);
+        key.push(0);
     }
     key
 }
@@ -349,6 +360,11 @@ mod tests {
             value_key(None, &comma_in_pointer),
             value_key(None, &comma_in_value)
         );
+        // Nor where one leaf ends and the next begins.
+        let one = leaves(&[("/p/a", json!("x"), 0)]);
+        let two = leaves(&[("/p", json!(1), 0), ("/p/a", json!("x"), 0)]);
+        assert_ne!(value_key(None, &one), value_key(None, &two));
+        assert_ne!(value_key(Some(""), &one), value_key(None, &one));
     }
 
     #[test]
