@@ -63,8 +63,9 @@ pub fn plan(
     diags: &mut Diagnostics,
 ) -> Result<Streamed, HubError> {
     let shown = lines.shown().to_owned();
-    // One batch waits while one is planned and the next is read.
-    let (send_batch, batches) = mpsc::sync_channel::<Read>(1);
+    // A batch is handed over only when the planner takes it: one batch is
+    // planned while the next is read, and no more are held.
+    let (send_batch, batches) = mpsc::sync_channel::<Read>(0);
     let (send_spare, spares) = mpsc::channel::<String>();
     std::thread::scope(|scope| {
         let shown = shown.as_str();
