@@ -707,8 +707,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn other_orders_are_left_to_a_whole_read_and_bad_lines_are_listed() {
+    /// The streamed plan of `lines` with the first version of the policies.
+    fn plan_plainly(
+        lines: &mut dyn crate::hub::lines::TwinLines,
+    ) -> Result<Streamed, crate::hub::HubError> {
         let (sources, schemas, policies) = project(&policies(0, false));
         let context = context(&policies, &schemas);
         let project = Project {
@@ -716,9 +718,14 @@ mod tests {
             schemas: &schemas,
             sources: &sources,
         };
+        plan(lines, project, &context, &mut Diagnostics::new())
+    }
+
+    #[test]
+    fn other_orders_are_left_to_a_whole_read_and_bad_lines_are_listed() {
         let run = |text: &str| {
             let mut lines = SnapshotLines::with_batch(text.as_bytes(), "f.ndjson", 16);
-            plan(&mut lines, project, &context, &mut Diagnostics::new())
+            plan_plainly(&mut lines)
         };
         for unordered in [
             "{\"deviceId\":\"b\"}\n{\"deviceId\":\"a\"}\n",
@@ -804,14 +811,7 @@ mod tests {
 
     #[test]
     fn a_read_failure_while_planning_is_the_error() {
-        let (sources, schemas, policies) = project(&policies(0, false));
-        let context = context(&policies, &schemas);
-        let project = Project {
-            policies: &policies,
-            schemas: &schemas,
-            sources: &sources,
-        };
-        let result = plan(&mut Failing(0), project, &context, &mut Diagnostics::new());
+        let result = plan_plainly(&mut Failing(0));
         let Err(crate::hub::HubError::Io { reason, .. }) = result else {
             panic!("the read error comes back");
         };
