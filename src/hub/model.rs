@@ -185,16 +185,6 @@ pub enum Written {
     Unchanged(StoredTwin),
 }
 
-impl Written {
-    /// The twin after the write, changed or not.
-    #[must_use]
-    pub fn into_stored(self) -> StoredTwin {
-        match self {
-            Self::Changed(twin) | Self::Unchanged(twin) => twin,
-        }
-    }
-}
-
 /// How a write treats the desired section.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Write {
@@ -833,6 +823,15 @@ mod tests {
         timestamp,
     };
     use crate::hub::{HubError, TwinId};
+
+    impl Written {
+        /// The twin after the write, changed or not.
+        fn into_stored(self) -> StoredTwin {
+            match self {
+                Self::Changed(twin) | Self::Unchanged(twin) => twin,
+            }
+        }
+    }
 
     const EARLIER: &str = "2026-01-01T00:00:00.0000000Z";
     const NOW: &str = "2026-11-26T11:40:00.0000000Z";

@@ -65,7 +65,7 @@ pub fn plan(
     let shown = lines.shown().to_owned();
     // A batch is handed over only when the planner takes it: one batch is
     // planned while the next is read, and no more are held.
-    let (send_batch, batches) = mpsc::sync_channel::<Read>(0);
+    let (send_batch, batches) = mpsc::sync_channel::<Filled>(0);
     let (send_spare, spares) = mpsc::channel::<String>();
     std::thread::scope(|scope| {
         let shown = shown.as_str();
@@ -82,11 +82,15 @@ pub fn plan(
 
 /// What the reader hands the planner: a batch of whole devices' lines and
 /// whether more follow, or why reading stopped.
-type Read = Result<(String, bool), HubError>;
+type Filled = Result<(String, bool), HubError>;
 
 /// Reads `lines` into batches that end where a device begins, until the
 /// source ends, fails, or the planner stops taking them.
-fn read_batches(lines: &mut dyn TwinLines, batches: &SyncSender<Read>, spares: &Receiver<String>) {
+fn read_batches(
+    lines: &mut dyn TwinLines,
+    batches: &SyncSender<Filled>,
+    spares: &Receiver<String>,
+) {
     // The lines of the device that may go on in the next batch.
     let mut carried = String::new();
     loop {
@@ -143,7 +147,7 @@ fn device_start(batch: &str) -> usize {
 
 /// Plans the batches as they come; every line is read once, in order.
 fn plan_batches(
-    batches: &Receiver<Read>,
+    batches: &Receiver<Filled>,
     spares: &Sender<String>,
     (project, context): (Project<'_>, &Context),
     shown: &str,
