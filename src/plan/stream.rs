@@ -48,10 +48,11 @@ pub struct Project<'a> {
 
 /// Plans every twin `lines` holds.
 ///
-/// The calling thread reads the lines, a batch ahead, while another plans
-/// the batch before on every core: reading a snapshot or a hub's rows no
-/// longer leaves the cores waiting. Each batch ends where a device begins
-/// (see [`device_start`]), so a device's twins are planned together.
+/// The calling thread reads the lines, a batch ahead, and finds where each
+/// begins and ends, while another plans the batch before on every core:
+/// reading a snapshot or a hub's rows no longer leaves the cores waiting.
+/// Each batch ends where a device begins (see [`device_start`]), so a
+/// device's twins are planned together.
 ///
 /// # Errors
 /// When the source cannot be read, or any line is bad: the first bad lines
@@ -66,7 +67,7 @@ pub fn plan(
     // A batch is handed over only when the planner takes it: one batch is
     // planned while the next is read, and no more are held.
     let (send_batch, batches) = mpsc::sync_channel::<Filled>(0);
-    let (send_spare, spares) = mpsc::channel::<String>();
+    let (send_spare, spares) = mpsc::channel::<Read>();
     std::thread::scope(|scope| {
         let shown = shown.as_str();
         let planning = scope
@@ -80,25 +81,34 @@ pub fn plan(
     })
 }
 
-/// What the reader hands the planner: a batch of whole devices' lines and
-/// whether more follow, or why reading stopped.
-type Filled = Result<(String, bool), HubError>;
+/// What the reader hands the planner: a batch of whole devices' lines, or
+/// why reading stopped.
+type Filled = Result<Read, HubError>;
+
+/// A batch of whole devices' lines, found in it by the reader, so that the
+/// planner's thread does not scan the batch for them while the cores wait.
+#[derive(Default)]
+struct Read {
+    text: String,
+    /// Each line that is not blank: its number in the source and where it
+    /// is in `text`, without its line ending.
+    lines: Vec<(At, Range<usize>)>,
+    /// Whether more batches follow.
+    more: bool,
+}
 
 /// Reads `lines` into batches that end where a device begins, until the
 /// source ends, fails, or the planner stops taking them.
-fn read_batches(
-    lines: &mut dyn TwinLines,
-    batches: &SyncSender<Filled>,
-    spares: &Receiver<String>,
-) {
+fn read_batches(lines: &mut dyn TwinLines, batches: &SyncSender<Filled>, spares: &Receiver<Read>) {
     // The lines of the device that may go on in the next batch.
     let mut carried = String::new();
+    let mut next_line = 1;
     loop {
-        let mut buffer = spares.try_recv().unwrap_or_default();
-        buffer.clear();
-        buffer.push_str(&carried);
+        let mut read = spares.try_recv().unwrap_or_default();
+        read.text.clear();
+        read.text.push_str(&carried);
         carried.clear();
-        let more = match lines.fill(&mut buffer) {
+        read.more = match lines.fill(&mut read.text) {
             Ok(more) => more,
             Err(error) => {
                 // Nothing more to do if the planner has stopped already.
@@ -106,15 +116,35 @@ fn read_batches(
                 return;
             }
         };
-        if more {
-            let start = device_start(&buffer);
-            carried.push_str(buffer.get(start..).unwrap_or_default());
-            buffer.truncate(start);
+        if read.more {
+            let start = device_start(&read.text);
+            carried.push_str(read.text.get(start..).unwrap_or_default());
+            read.text.truncate(start);
         }
-        if batches.send(Ok((buffer, more))).is_err() || !more {
+        next_line = line_ranges(&read.text, next_line, &mut read.lines);
+        let more = read.more;
+        if batches.send(Ok(read)).is_err() || !more {
             return;
         }
     }
+}
+
+/// Fills `ranges` with the lines of `text` that are not blank, numbered
+/// from `first_line`; gives the number of the line after the last.
+fn line_ranges(text: &str, first_line: usize, ranges: &mut Vec<(At, Range<usize>)>) -> usize {
+    ranges.clear();
+    let mut line = first_line;
+    let mut start = 0;
+    for piece in text.split_inclusive('\n') {
+        let at = At { line };
+        line += 1;
+        let trimmed = piece.trim_end_matches(['\n', '\r']);
+        if !trimmed.trim().is_empty() {
+            ranges.push((at, start..start + trimmed.len()));
+        }
+        start += piece.len();
+    }
+    line
 }
 
 /// Where the last device of `batch` begins: the start of its last device
@@ -148,7 +178,7 @@ fn device_start(batch: &str) -> usize {
 /// Plans the batches as they come; every line is read once, in order.
 fn plan_batches(
     batches: &Receiver<Filled>,
-    spares: &Sender<String>,
+    spares: &Sender<Read>,
     (project, context): (Project<'_>, &Context),
     shown: &str,
     diags: &mut Diagnostics,
@@ -162,13 +192,11 @@ fn plan_batches(
     let mut plan = Plan::empty(context.origin.clone());
     let mut errors = Vec::new();
     let mut order = Order::default();
-    let mut first_line = 1;
     let mut spare = Spare::default();
     // The reader sends the last batch or an error before it stops.
     while let Ok(read) = batches.recv() {
-        let (buffer, more) = read?;
-        let batch = Batch::read(&buffer, (first_line, shown), &mut errors, &mut spare);
-        first_line = batch.next_line;
+        let read = read?;
+        let batch = Batch::read(&read, shown, &mut errors, &mut spare);
         let Some(devices) = order.devices(&batch.twins) else {
             return Ok(Streamed::Unordered);
         };
@@ -187,8 +215,9 @@ fn plan_batches(
         let mut twins = batch.twins;
         twins.par_drain(..).with_min_len(256).for_each(drop);
         spare.twins = recycle(twins);
-        // The reader may have stopped: then the buffer is not needed.
-        let _ = spares.send(buffer);
+        let more = read.more;
+        // The reader may have stopped: then the buffers are not needed.
+        let _ = spares.send(read);
         if !more {
             break;
         }
@@ -216,37 +245,28 @@ struct At {
 /// (and recorded).
 struct Batch<'b> {
     twins: Vec<(At, RawTwin<'b>)>,
-    next_line: usize,
 }
 
 impl<'b> Batch<'b> {
     fn read(
-        buffer: &'b str,
-        (first_line, shown): (usize, &str),
+        read: &'b Read,
+        shown: &str,
         errors: &mut Vec<SnapshotLineError>,
         spare: &mut Spare,
     ) -> Self {
-        let mut lines: Vec<(At, &'b str)> = recycle(std::mem::take(&mut spare.lines));
-        let mut line = first_line;
-        for text in buffer.split_inclusive('\n') {
-            let at = At { line };
-            line += 1;
-            let text = text.trim_end_matches(['\n', '\r']);
-            if !text.trim().is_empty() {
-                lines.push((at, text));
-            }
-        }
-        let mut read: Vec<(At, Result<RawTwin<'b>, String>)> =
+        let mut parsed: Vec<(At, Result<RawTwin<'b>, String>)> =
             recycle(std::mem::take(&mut spare.read));
-        lines
-            .par_drain(..)
+        read.lines
+            .par_iter()
             .with_min_len(256)
-            .map(|(at, text)| (at, RawTwin::parse(text)))
-            .collect_into_vec(&mut read);
-        spare.lines = recycle(lines);
+            .map(|(at, range)| {
+                let text = read.text.get(range.clone()).unwrap_or_default();
+                (*at, RawTwin::parse(text))
+            })
+            .collect_into_vec(&mut parsed);
         let mut twins = recycle(std::mem::take(&mut spare.twins));
-        twins.reserve(read.len());
-        for (at, result) in read.drain(..) {
+        twins.reserve(parsed.len());
+        for (at, result) in parsed.drain(..) {
             match result {
                 Ok(twin) => twins.push((at, twin)),
                 Err(reason) => errors.push(SnapshotLineError {
@@ -256,11 +276,8 @@ impl<'b> Batch<'b> {
                 }),
             }
         }
-        spare.read = recycle(read);
-        Self {
-            twins,
-            next_line: line,
-        }
+        spare.read = recycle(parsed);
+        Self { twins }
     }
 }
 
@@ -269,7 +286,6 @@ impl<'b> Batch<'b> {
 /// and fault them in again for every batch.
 #[derive(Default)]
 struct Spare {
-    lines: Vec<(At, &'static str)>,
     read: Vec<(At, Result<RawTwin<'static>, String>)>,
     twins: Vec<(At, RawTwin<'static>)>,
 }
@@ -429,7 +445,7 @@ fn plan_devices(
 mod tests {
     use serde_json::json;
 
-    use super::{Project, Streamed, device_start, plan};
+    use super::{Project, Streamed, device_start, line_ranges, plan};
     use crate::compile;
     use crate::compile::tests::project;
     use crate::diag::Diagnostics;
@@ -786,6 +802,24 @@ mod tests {
         );
         let bad_last = [device("a"), "nope\n".into()].concat();
         assert_eq!(device_start(&bad_last), bad_last.len());
+    }
+
+    #[test]
+    fn lines_are_found_numbered_and_blank_ones_passed_over() {
+        let text = "{\"a\":1}\r\n\n  \n{\"b\":2}\n{\"c\":3}";
+        let mut ranges = Vec::new();
+        let next = line_ranges(text, 7, &mut ranges);
+        let found: Vec<(usize, &str)> = ranges
+            .iter()
+            .map(|(at, range)| (at.line, &text[range.clone()]))
+            .collect();
+        assert_eq!(
+            found,
+            [(7, "{\"a\":1}"), (10, "{\"b\":2}"), (11, "{\"c\":3}")]
+        );
+        assert_eq!(next, 12, "the line after the last");
+        assert_eq!(line_ranges("", 3, &mut ranges), 3);
+        assert!(ranges.is_empty(), "the vector is emptied first");
     }
 
     /// Lines that fail after a first batch.
