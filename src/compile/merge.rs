@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -196,12 +197,22 @@ fn dedup_keep_order(ids: &mut Vec<PolicyId>) {
 }
 
 /// A `whole` schema's defaults, flattened once: per top-level key of the
-/// object they complete, its pointer and its leaves.
+/// object they complete, its pointer and its leaves, each with who set it
+/// made once, so that the configurations it completes share it.
 #[derive(Clone, Debug)]
 pub struct Defaults {
-    schema: String,
     /// (pointer of the key, the same followed by `/`, the leaves below).
-    keys: Vec<(String, String, Vec<Leaf>)>,
+    keys: Vec<(String, String, Vec<DefaultLeaf>)>,
+}
+
+/// One leaf of a schema's defaults, and its pointer with the schema as its
+/// setter.
+#[derive(Clone, Debug)]
+pub struct DefaultLeaf {
+    /// The leaf.
+    pub leaf: Leaf,
+    /// Its pointer and setter, as provenances hold them.
+    pub setter: Arc<(String, Setter)>,
 }
 
 impl Defaults {
@@ -214,48 +225,48 @@ impl Defaults {
                 let pointer = crate::load::join_pointer(base, key);
                 let mut leaves = Vec::new();
                 flatten(default, pointer.clone(), &mut leaves);
+                let leaves = leaves
+                    .into_iter()
+                    .map(|leaf| DefaultLeaf {
+                        setter: Arc::new((
+                            leaf.pointer.clone(),
+                            Setter::Default(schema.to_owned()),
+                        )),
+                        leaf,
+                    })
+                    .collect();
                 let below = format!("{pointer}/");
                 (pointer, below, leaves)
             })
             .collect();
-        Self {
-            schema: schema.to_owned(),
-            keys,
+        Self { keys }
+    }
+
+    /// Every leaf of the defaults.
+    pub fn leaves(&self) -> impl Iterator<Item = &DefaultLeaf> {
+        self.keys.iter().flat_map(|(_, _, leaves)| leaves)
+    }
+
+    /// Adds to `unset` the leaves of the keys that no policy set in
+    /// `result` (at or below the key).
+    pub fn unset<'d>(&'d self, result: &BTreeMap<String, Entry>, unset: &mut Vec<&'d DefaultLeaf>) {
+        for (pointer, below, leaves) in &self.keys {
+            let set_below = result
+                .range::<str, _>((Bound::Included(below.as_str()), Bound::Unbounded))
+                .next()
+                .is_some_and(|(key, _)| key.starts_with(below.as_str()));
+            if !(result.contains_key(pointer) || set_below) {
+                unset.extend(leaves);
+            }
         }
     }
 }
 
-/// Adds the leaves of `defaults` that no policy set (at, above or below
-/// their key), attributed to their schema.
-pub fn fill_defaults(result: &mut BTreeMap<String, Entry>, defaults: &Defaults) {
-    for (pointer, below, leaves) in &defaults.keys {
-        let set_below = result
-            .range::<str, _>((Bound::Included(below.as_str()), Bound::Unbounded))
-            .next()
-            .is_some_and(|(key, _)| key.starts_with(below.as_str()));
-        if result.contains_key(pointer) || set_below {
-            continue;
-        }
-        for leaf in leaves {
-            result.insert(
-                leaf.pointer.clone(),
-                Entry {
-                    value: leaf.value.clone(),
-                    origin: Origin {
-                        setter: Setter::Default(defaults.schema.clone()),
-                        overrode: Vec::new(),
-                    },
-                },
-            );
-        }
-    }
-}
-
-/// Rebuilds the desired object from its leaves.
+/// Rebuilds the desired object from its leaves (pointer and value).
 #[must_use]
-pub fn tree(result: &BTreeMap<String, Entry>) -> Map<String, Value> {
+pub fn tree<'l>(leaves: impl Iterator<Item = (&'l str, &'l Value)>) -> Map<String, Value> {
     let mut root = Value::Object(Map::new());
-    for (pointer, entry) in result {
+    for (pointer, value) in leaves {
         let keys: Vec<Cow<'_, str>> = pointer_keys(pointer).collect();
         let mut node = &mut root;
         for key in keys.iter().take(keys.len().saturating_sub(1)) {
@@ -265,7 +276,7 @@ pub fn tree(result: &BTreeMap<String, Entry>) -> Map<String, Value> {
                 .or_insert_with(|| Value::Object(Map::new()));
         }
         if let (Value::Object(map), Some(last)) = (node, keys.last()) {
-            map.insert(last.clone().into_owned(), entry.value.clone());
+            map.insert(last.clone().into_owned(), value.clone());
         }
     }
     match root {

@@ -34,7 +34,7 @@ use crate::parallel::PerThread;
 use crate::schema::{Completeness, Rule, SchemaSet, TwinSchema, Violation, WriteMode};
 use crate::validate::{PolicyId, PolicySet};
 
-use merge::{Conflict, Defaults, Entry};
+use merge::{Conflict, DefaultLeaf, Defaults, Entry};
 use rustc_hash::FxHashMap;
 use shared::{Check, Pool};
 pub use targets::{TargetMemo, Targets};
@@ -166,6 +166,23 @@ impl<'p> Compiler<'p> {
     /// A compiler with nothing compiled yet.
     #[must_use]
     pub fn new(policies: &'p PolicySet, schemas: &'p SchemaSet) -> Self {
+        let defaults: FxHashMap<String, Defaults> = schemas
+            .iter()
+            .filter(|schema| schema.write == WriteMode::Whole)
+            .filter_map(|schema| {
+                let property = schema.property.as_deref()?;
+                let defaults = Defaults::new(
+                    &join_pointer("", property),
+                    &schema.defaults(),
+                    &schema.name,
+                );
+                Some((schema.name.clone(), defaults))
+            })
+            .collect();
+        let mut pool = Pool::default();
+        for schema_defaults in defaults.values() {
+            pool.adopt(schema_defaults);
+        }
         Self {
             policies,
             schemas,
@@ -175,20 +192,8 @@ impl<'p> Compiler<'p> {
             configurations: Vec::new(),
             problems: Vec::new(),
             affected: Vec::new(),
-            pool: Pool::default(),
-            defaults: schemas
-                .iter()
-                .filter(|schema| schema.write == WriteMode::Whole)
-                .filter_map(|schema| {
-                    let property = schema.property.as_deref()?;
-                    let defaults = Defaults::new(
-                        &join_pointer("", property),
-                        &schema.defaults(),
-                        &schema.name,
-                    );
-                    Some((schema.name.clone(), defaults))
-                })
-                .collect(),
+            pool,
+            defaults,
         }
     }
 
@@ -447,8 +452,7 @@ fn configure(
     module: Option<&str>,
     ids: &[PolicyId],
 ) -> Compiled {
-    let (mut result, conflicts) = merge::layer(policies, ids);
-    // Leaves come in pointer order, so a property's leaves are together.
+    let (result, conflicts) = merge::layer(policies, ids);
     let mut properties: Vec<String> = Vec::new();
     for pointer in result.keys() {
         if let Some(name) = crate::load::pointer_keys(pointer).next()
@@ -458,22 +462,35 @@ fn configure(
         }
     }
     let mut flat_schema = None;
+    // The leaves of schema defaults that complete the value, made once.
+    let mut unset: Vec<&DefaultLeaf> = Vec::new();
     for property in &properties {
         match schemas.governing(module, property) {
             Some(schema) if schema.property.is_none() => flat_schema = Some(schema),
             Some(schema) if schema.write == WriteMode::Whole => {
                 if let Some(defaults) = defaults.get(&schema.name) {
-                    merge::fill_defaults(&mut result, defaults);
+                    defaults.unset(&result, &mut unset);
                 }
             }
             _ => {}
         }
     }
-    let key = shared::value_key(module, &result);
+    unset.sort_unstable_by(|a, b| a.leaf.pointer.cmp(&b.leaf.pointer));
+    let values = by_pointer(
+        result
+            .iter()
+            .map(|(pointer, entry)| (pointer.as_str(), &entry.value))
+            .collect(),
+        unset
+            .iter()
+            .map(|default| (default.leaf.pointer.as_str(), &default.leaf.value))
+            .collect(),
+    );
+    let key = shared::value_key(module, values.iter().copied());
     let value = if let Some(known) = pool.value(&key) {
         DesiredValue::Known(Arc::clone(known))
     } else {
-        let value = merge::tree(&result);
+        let value = merge::tree(values.iter().copied());
         let checks = check(schemas, module, flat_schema, &value);
         DesiredValue::Fresh { key, value, checks }
     };
@@ -487,14 +504,34 @@ fn configure(
             result
                 .into_iter()
                 .map(|(pointer, Entry { origin, .. })| (pointer, origin)),
+            &unset,
         ),
         conflicts,
         create_modules,
     }
 }
 
-/// What the schemas governing `desired`, their rules and IoT Hub's limits
-/// find wrong with it.
+/// The leaves `set` and `defaults`, each in pointer order, as one list in
+/// pointer order.
+fn by_pointer<'l>(
+    set: Vec<(&'l str, &'l Value)>,
+    defaults: Vec<(&'l str, &'l Value)>,
+) -> Vec<(&'l str, &'l Value)> {
+    if defaults.is_empty() {
+        return set;
+    }
+    let mut all = Vec::with_capacity(set.len() + defaults.len());
+    let mut defaults = defaults.into_iter().peekable();
+    for leaf in set {
+        while let Some(default) = defaults.next_if(|default| default.0 < leaf.0) {
+            all.push(default);
+        }
+        all.push(leaf);
+    }
+    all.extend(defaults);
+    all
+}
+
 fn check(
     schemas: &SchemaSet,
     module: Option<&str>,

@@ -5,7 +5,6 @@
 //! tens of thousands of configurations then cost what a few thousand values
 //! and a few pointers each cost.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -13,7 +12,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{Map, Value};
 
 use super::limits::LimitProblem;
-use super::merge::{Entry, Origin, Setter};
+use super::merge::{DefaultLeaf, Defaults, Origin, Setter};
 use crate::schema::{Rule, Violation};
 use crate::validate::PolicyId;
 
@@ -204,24 +203,49 @@ impl Pool {
         }))
     }
 
-    /// `leaves` (in pointer order) with each part this pool already holds
-    /// replaced by its shared copy: read-only, so configurations compiled
-    /// in parallel look their leaves up at once.
-    pub(super) fn pooled(&self, leaves: impl Iterator<Item = (String, Origin)>) -> Vec<PooledLeaf> {
-        leaves
-            .map(|(pointer, origin)| {
-                let leaf = (pointer, origin.setter);
-                let leaf = match self.setters.get(&leaf) {
-                    Some(known) => Pooled::Shared(Arc::clone(known)),
-                    None => Pooled::New(leaf),
-                };
-                let overrode = match self.overrides.get(origin.overrode.as_slice()) {
-                    Some(known) => Pooled::Shared(Arc::clone(known)),
-                    None => Pooled::New(origin.overrode),
-                };
-                (leaf, overrode)
-            })
-            .collect()
+    /// Takes in the leaves of schema defaults, made once with their
+    /// setters, so that every configuration they complete shares them.
+    pub(super) fn adopt(&mut self, defaults: &Defaults) {
+        for leaf in defaults.leaves() {
+            self.setters.insert(Arc::clone(&leaf.setter));
+        }
+    }
+
+    /// The leaves a configuration's policies `set` and the `defaults` that
+    /// complete it (each in pointer order), in pointer order, with each
+    /// part this pool already holds replaced by its shared copy: read-only,
+    /// so configurations compiled in parallel look their leaves up at once.
+    pub(super) fn pooled(
+        &self,
+        set: impl Iterator<Item = (String, Origin)>,
+        defaults: &[&DefaultLeaf],
+    ) -> Vec<PooledLeaf> {
+        let overrides = |overrode: Vec<PolicyId>| match self.overrides.get(overrode.as_slice()) {
+            Some(known) => Pooled::Shared(Arc::clone(known)),
+            None => Pooled::New(overrode),
+        };
+        // A default overrides nothing.
+        let default = |default: &&DefaultLeaf| {
+            (
+                Pooled::Shared(Arc::clone(&default.setter)),
+                overrides(Vec::new()),
+            )
+        };
+        let mut pooled = Vec::with_capacity(set.size_hint().0 + defaults.len());
+        let mut defaults = defaults.iter().peekable();
+        for (pointer, origin) in set {
+            while let Some(before) = defaults.next_if(|next| next.leaf.pointer < pointer) {
+                pooled.push(default(before));
+            }
+            let leaf = (pointer, origin.setter);
+            let leaf = match self.setters.get(&leaf) {
+                Some(known) => Pooled::Shared(Arc::clone(known)),
+                None => Pooled::New(leaf),
+            };
+            pooled.push((leaf, overrides(origin.overrode)));
+        }
+        pooled.extend(defaults.map(default));
+        pooled
     }
 
     /// The provenance of pooled `leaves`, adding the parts it did not hold
@@ -276,7 +300,10 @@ where
 /// every leaf's pointer and value. Texts are written with their length
 /// before them, so that none runs into the next; each value as its JSON
 /// text, ended by a NUL byte, which JSON text never holds.
-pub(super) fn value_key(module: Option<&str>, leaves: &BTreeMap<String, Entry>) -> Vec<u8> {
+pub(super) fn value_key<'l>(
+    module: Option<&str>,
+    leaves: impl ExactSizeIterator<Item = (&'l str, &'l Value)>,
+) -> Vec<u8> {
     fn text(key: &mut Vec<u8>, text: &str) {
         key.extend_from_slice(&text.len().to_le_bytes());
         key.extend_from_slice(text.as_bytes());
@@ -289,10 +316,10 @@ pub(super) fn value_key(module: Option<&str>, leaves: &BTreeMap<String, Entry>) 
             text(&mut key, module);
         }
     }
-    for (pointer, entry) in leaves {
+    for (pointer, value) in leaves {
         text(&mut key, pointer);
         // Writing JSON into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut key, &entry.value);
+        let _ = serde_json::to_writer(&mut key, value);
         key.push(0);
     }
     key
@@ -314,6 +341,15 @@ mod tests {
         }
     }
 
+    /// The pointers and values of `leaves`, as a value's key reads them.
+    fn values(
+        leaves: &BTreeMap<String, Entry>,
+    ) -> impl ExactSizeIterator<Item = (&str, &serde_json::Value)> {
+        leaves
+            .iter()
+            .map(|(pointer, entry)| (pointer.as_str(), &entry.value))
+    }
+
     fn leaves(entries: &[(&str, serde_json::Value, usize)]) -> BTreeMap<String, Entry> {
         entries
             .iter()
@@ -331,7 +367,7 @@ mod tests {
 
     impl Pool {
         fn provenance_of(&mut self, leaves: Vec<(String, Origin)>) -> super::Provenance {
-            let pooled = self.pooled(leaves.into_iter());
+            let pooled = self.pooled(leaves.into_iter(), &[]);
             self.provenance(pooled)
         }
     }
@@ -341,30 +377,33 @@ mod tests {
         let set_by_some = leaves(&[("/p/a", json!(1), 0), ("/p/b", json!("x"), 1)]);
         let set_by_others = leaves(&[("/p/a", json!(1), 2), ("/p/b", json!("x"), 3)]);
         assert_eq!(
-            value_key(Some("m"), &set_by_some),
-            value_key(Some("m"), &set_by_others)
+            value_key(Some("m"), values(&set_by_some)),
+            value_key(Some("m"), values(&set_by_others))
         );
         assert_ne!(
-            value_key(Some("m"), &set_by_some),
-            value_key(None, &set_by_some)
+            value_key(Some("m"), values(&set_by_some)),
+            value_key(None, values(&set_by_some))
         );
         let other_value = leaves(&[("/p/a", json!(1), 0), ("/p/b", json!("y"), 1)]);
         assert_ne!(
-            value_key(Some("m"), &set_by_some),
-            value_key(Some("m"), &other_value)
+            value_key(Some("m"), values(&set_by_some)),
+            value_key(Some("m"), values(&other_value))
         );
         // A pointer and a value cannot be mistaken for each other.
         let comma_in_pointer = leaves(&[("/p/a,", json!(1), 0)]);
         let comma_in_value = leaves(&[("/p/a", json!(","), 0)]);
         assert_ne!(
-            value_key(None, &comma_in_pointer),
-            value_key(None, &comma_in_value)
+            value_key(None, values(&comma_in_pointer)),
+            value_key(None, values(&comma_in_value))
         );
         // Nor where one leaf ends and the next begins.
         let one = leaves(&[("/p/a", json!("x"), 0)]);
         let two = leaves(&[("/p", json!(1), 0), ("/p/a", json!("x"), 0)]);
-        assert_ne!(value_key(None, &one), value_key(None, &two));
-        assert_ne!(value_key(Some(""), &one), value_key(None, &one));
+        assert_ne!(value_key(None, values(&one)), value_key(None, values(&two)));
+        assert_ne!(
+            value_key(Some(""), values(&one)),
+            value_key(None, values(&one))
+        );
     }
 
     #[test]
