@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::compile::{Configuration, DesiredFleet, Setter, TwinTarget};
+use crate::compile::{Configuration, Desired, DesiredFleet, Setter, TwinTarget};
 use crate::diag::SourceMap;
 use crate::fleet::{Fleet, Twin, TwinFields};
 use crate::hub::{HubIdentity, TwinId};
@@ -423,6 +423,19 @@ pub(crate) struct Memo {
     /// The ids of one twin's live values, and a memo key, reused.
     live: Vec<usize>,
     key: Vec<usize>,
+    /// Desired value (id) → the tag and shape of the last twin planned
+    /// that held every property as that value has it, and whose tag
+    /// named no other: a twin like it needs no text ids or memo key.
+    as_configured: Vec<Option<AsBefore>>,
+    /// Desired value (id) → the digest of each of its properties, as an
+    /// ownership tag records them.
+    managed: FxHashMap<usize, Arc<BTreeMap<String, String>>>,
+}
+
+/// What became of a twin that held its configuration's value, by its tag.
+struct AsBefore {
+    tag: Option<Box<str>>,
+    shape: Arc<Shape>,
 }
 
 /// A shape's id and who set each of its changed leaves (`None` for a leaf
@@ -491,6 +504,43 @@ impl Memo {
         read
     }
 
+    /// The digest of each property of `desired`, worked out once: the
+    /// digest of a value is that of its compact text, which `desired`
+    /// holds.
+    fn managed(&mut self, desired: &Desired) -> Arc<BTreeMap<String, String>> {
+        let digests = self.managed.entry(desired.id).or_insert_with(|| {
+            let digests = desired
+                .properties
+                .iter()
+                .enumerate()
+                .map(|(at, property)| {
+                    let text = desired.property_text(at).unwrap_or_default();
+                    (property.clone(), ownership::digest_text(text))
+                })
+                .collect();
+            Arc::new(digests)
+        });
+        Arc::clone(digests)
+    }
+
+    /// Remembers `shape` for the next twin with desired value `desired`
+    /// and this `tag` that holds every property as the value has it.
+    fn remember_as_configured(&mut self, desired: usize, tag: Option<&str>, shape: &Arc<Shape>) {
+        if self.as_configured.len() <= desired {
+            self.as_configured.resize_with(desired + 1, || None);
+        }
+        if let Some(slot) = self.as_configured.get_mut(desired)
+            && slot
+                .as_ref()
+                .is_none_or(|before| before.tag.as_deref() != tag)
+        {
+            *slot = Some(AsBefore {
+                tag: tag.map(Box::from),
+                shape: Arc::clone(shape),
+            });
+        }
+    }
+
     /// Starts the memos keyed by text ids again once the texts are full:
     /// called before a twin's texts get their ids.
     fn bound(&mut self) {
@@ -538,8 +588,11 @@ impl Planner<'_> {
         memo: &mut Memo,
     ) -> Option<Outcome> {
         let configured = configuration.and_then(|at| Some((at, self.configurations.get(at)?)));
-        memo.bound();
         let tag = twin.text(&["tags", TAG]);
+        if let Some(outcome) = self.as_before(twin, configured, tag.as_deref(), memo) {
+            return Some(outcome);
+        }
+        memo.bound();
         let tag_id = memo.texts.id(tag.as_deref());
         let recorded = memo.ownership(tag.as_deref(), tag_id);
         if configured.is_none() && recorded.is_none() {
@@ -591,9 +644,12 @@ impl Planner<'_> {
             let wanted = configured
                 .map(|(_, c)| c.desired.value())
                 .unwrap_or_default();
+            let managed = configured
+                .map(|(_, c)| memo.managed(&c.desired))
+                .unwrap_or_default();
             let shape = self.shape(
                 configured.map(|(_, c)| c),
-                &wanted,
+                (&wanted, &managed),
                 (recorded.as_deref(), old_tag.as_ref()),
                 &current,
             );
@@ -602,15 +658,93 @@ impl Planner<'_> {
                 .insert(key.as_slice().into(), Arc::clone(&shape));
             shape
         };
+        if let Some((_, c)) = configured {
+            // Every property as configured and no other managed: the next
+            // twin with this value and tag gets the same key.
+            let (desired, others) = live.split_at(properties.len().min(live.len()));
+            if desired.iter().all(|&id| id == as_configured(c.desired.id))
+                && others.iter().all(|&id| id == NAMED_ABOVE)
+            {
+                memo.remember_as_configured(c.desired.id, tag.as_deref(), &shape);
+            }
+        }
+        let desired = live.get(..properties.len()).unwrap_or_default();
+        let outcome = self.outcome(
+            twin,
+            configured,
+            &shape,
+            (properties, desired, &live_texts),
+            &mut key,
+            memo,
+        );
+        memo.key = key;
+        memo.live = live;
+        Some(outcome)
+    }
+
+    /// The plan of a twin that holds every property its configuration's
+    /// value sets as the value has it, and the tag that a twin with that
+    /// value held when it was planned: its memo key would be that twin's,
+    /// so what became of that twin becomes of this one. `None` otherwise.
+    fn as_before(
+        &self,
+        twin: &impl TwinFields,
+        configured: Option<(usize, &Configuration)>,
+        tag: Option<&str>,
+        memo: &mut Memo,
+    ) -> Option<Outcome> {
+        let (_, configuration) = configured?;
+        let desired = &configuration.desired;
+        let before = memo.as_configured.get(desired.id)?.as_ref()?;
+        if before.tag.as_deref() != tag {
+            return None;
+        }
+        let shape = Arc::clone(&before.shape);
+        let properties = desired.properties.as_slice();
+        let mut texts = Vec::with_capacity(properties.len());
+        for (at, property) in properties.iter().enumerate() {
+            let text = twin.text(&["properties", "desired", property.as_str()]);
+            match (text.as_deref(), desired.property_text(at)) {
+                (Some(live), Some(configured)) if live == configured => texts.push(text),
+                _ => return None,
+            }
+        }
+        let mut live = std::mem::take(&mut memo.live);
+        live.clear();
+        live.resize(properties.len(), as_configured(desired.id));
+        let mut key = std::mem::take(&mut memo.key);
+        let outcome = self.outcome(
+            twin,
+            configured,
+            &shape,
+            (properties, &live, &texts),
+            &mut key,
+            memo,
+        );
+        memo.key = key;
+        memo.live = live;
+        Some(outcome)
+    }
+
+    /// What `shape` comes to for `twin`, whose live desired `properties`
+    /// have these ids and texts.
+    fn outcome(
+        &self,
+        twin: &impl TwinFields,
+        configured: Option<(usize, &Configuration)>,
+        shape: &Shape,
+        (properties, desired, desired_texts): (&[String], &[usize], &LiveTexts<'_>),
+        key: &mut Vec<usize>,
+        memo: &mut Memo,
+    ) -> Outcome {
         let id = || TwinId {
             device_id: twin.device_id().to_owned(),
             module_id: twin.module_id().map(str::to_owned),
         };
-        let outcome = match &*shape {
+        match shape {
             Shape::Unchanged => {
                 let class = (!properties.is_empty()).then(|| {
-                    let desired = live.get(..properties.len()).unwrap_or_default();
-                    Self::convergence(twin, (properties, desired, &live_texts), &mut key, memo)
+                    Self::convergence(twin, (properties, desired, desired_texts), key, memo)
                 });
                 // Only a lagging twin is named in the plan.
                 let named = class.is_some_and(|class| class != Convergence::Converged);
@@ -635,10 +769,7 @@ impl Planner<'_> {
                     patch: Arc::clone(patch),
                 }))
             }
-        };
-        memo.key = key;
-        memo.live = live;
-        Some(outcome)
+        }
     }
 
     /// `changes`, worked out for a twin whose configuration compiled to the
@@ -748,12 +879,12 @@ impl Planner<'_> {
     fn shape<'v>(
         &self,
         configuration: Option<&Configuration>,
-        wanted: &Map<String, Value>,
+        (wanted, managed): (&Map<String, Value>, &BTreeMap<String, String>),
         (recorded, old_tag): (Option<&Ownership>, Option<&Value>),
         current: &dyn Fn(&str) -> Option<Cow<'v, Value>>,
     ) -> Shape {
         let owned = recorded.cloned().unwrap_or_default();
-        let delta = self.delta(configuration, wanted, &owned, current);
+        let delta = self.delta(configuration, (wanted, managed), &owned, current);
         let new_ownership = (!wanted.is_empty()).then(|| Ownership {
             managed: delta.managed.clone(),
             // The stamp names the policy set that last changed what twinops
@@ -805,7 +936,7 @@ impl Planner<'_> {
     fn delta<'v>(
         &self,
         configuration: Option<&Configuration>,
-        wanted: &Map<String, Value>,
+        (wanted, managed): (&Map<String, Value>, &BTreeMap<String, String>),
         owned: &Ownership,
         current: &dyn Fn(&str) -> Option<Cow<'v, Value>>,
     ) -> Delta {
@@ -842,10 +973,7 @@ impl Planner<'_> {
             desired_patch,
             changes: Arc::new(changes),
             drifted,
-            managed: wanted
-                .iter()
-                .map(|(property, value)| (property.clone(), ownership::digest(value)))
-                .collect(),
+            managed: managed.clone(),
         }
     }
 
@@ -868,13 +996,11 @@ impl Planner<'_> {
             return Outcome::Missing(id);
         }
         let desired = &configured.desired;
+        let managed = memo.managed(desired);
         let patch = Arc::clone(memo.create_patches.entry(desired.id).or_insert_with(|| {
             let value = desired.value();
             let ownership = Ownership {
-                managed: value
-                    .iter()
-                    .map(|(property, value)| (property.clone(), ownership::digest(value)))
-                    .collect(),
+                managed: BTreeMap::clone(&managed),
                 policy_set: Some(self.context.origin.policy_set.clone()),
                 commit: self.context.origin.commit.clone(),
             };

@@ -75,7 +75,12 @@ impl Ownership {
 /// A short, stable digest of a JSON value (sorted keys, compact).
 #[must_use]
 pub fn digest(value: &Value) -> String {
-    let canonical = serde_json::to_string(value).unwrap_or_default();
+    digest_text(&serde_json::to_string(value).unwrap_or_default())
+}
+
+/// [`digest`] of the value whose compact JSON text is `canonical`.
+#[must_use]
+pub fn digest_text(canonical: &str) -> String {
     let hash = Sha256::digest(canonical.as_bytes());
     hex(hash.get(..8).unwrap_or_default())
 }
