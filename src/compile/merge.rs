@@ -219,7 +219,7 @@ impl Defaults {
     /// The defaults (top-level keys of the object at `base`) of `schema`.
     #[must_use]
     pub fn new(base: &str, defaults: &Map<String, Value>, schema: &str) -> Self {
-        let keys = defaults
+        let mut keys = defaults
             .iter()
             .map(|(key, default)| {
                 let pointer = crate::load::join_pointer(base, key);
@@ -238,7 +238,8 @@ impl Defaults {
                 let below = format!("{pointer}/");
                 (pointer, below, leaves)
             })
-            .collect();
+            .collect::<Vec<_>>();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
         Self { keys }
     }
 
@@ -250,12 +251,17 @@ impl Defaults {
     /// Adds to `unset` the leaves of the keys that no policy set in
     /// `result` (at or below the key).
     pub fn unset<'d>(&'d self, result: &BTreeMap<String, Entry>, unset: &mut Vec<&'d DefaultLeaf>) {
+        // The keys and the result are both in pointer order: one walk.
+        let mut set = result.keys().peekable();
         for (pointer, below, leaves) in &self.keys {
-            let set_below = result
-                .range::<str, _>((Bound::Included(below.as_str()), Bound::Unbounded))
-                .next()
-                .is_some_and(|(key, _)| key.starts_with(below.as_str()));
-            if !(result.contains_key(pointer) || set_below) {
+            while set.next_if(|key| key < &pointer).is_some() {}
+            // From the key on, the pointers that start with its text: the
+            // key, those below it, and others (`/a-b` for `/a`).
+            let taken = set
+                .clone()
+                .take_while(|key| key.starts_with(pointer.as_str()))
+                .any(|key| key == pointer || key.starts_with(below.as_str()));
+            if !taken {
                 unset.extend(leaves);
             }
         }
@@ -319,6 +325,30 @@ mod tests {
         assert_eq!(below, ["/a/x", "/a/y/z"]);
         assert_eq!(descendants(&map, "/a/x").count(), 0);
         assert_eq!(descendants(&map, "/b").count(), 0);
+    }
+
+    #[test]
+    fn defaults_complete_only_the_keys_no_policy_set_at_or_below() {
+        let defaults = super::Defaults::new(
+            "/p",
+            json!({"a": 1, "a-b": {"x": 2, "y": 3}, "b": {"c": 4}, "c": 5, "d": 6})
+                .as_object()
+                .unwrap(),
+            "s",
+        );
+        let result = leaves(&["/p/a-b/x", "/p/a-c", "/p/b/c/deep", "/p/c"]);
+        let mut unset = Vec::new();
+        defaults.unset(&result, &mut unset);
+        let pointers: Vec<&str> = unset.iter().map(|d| d.leaf.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/p/a", "/p/d"]);
+        assert!(
+            unset
+                .iter()
+                .all(|d| d.setter.1 == Setter::Default("s".to_owned()))
+        );
+        let mut none_set = Vec::new();
+        defaults.unset(&leaves(&[]), &mut none_set);
+        assert_eq!(none_set.len(), 6, "every leaf of every key");
     }
 
     #[test]

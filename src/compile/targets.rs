@@ -11,8 +11,9 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde_json::{Map, Value};
 
@@ -35,13 +36,29 @@ pub struct Targets {
     /// Per set of paths: the strings at them (as [`tuple_key`] writes them)
     /// → policies whose condition holds an `AND` of `path = 'text'` over
     /// exactly those paths that they make true.
-    tuples: Vec<(Vec<usize>, Index)>,
+    tuples: Vec<Tuples>,
     /// Conditions (or what is left of them) grouped by the paths they read.
     groups: Vec<Group>,
 }
 
 /// String value → the policies it selects.
 type Index = FxHashMap<String, Vec<PolicyId>>;
+
+/// The `AND`s of `path = 'text'` over one set of paths. Reported
+/// properties come last: a twin's strings are read in order, and the
+/// rest not at all once those read so far begin no key.
+#[derive(Debug)]
+struct Tuples {
+    /// The place of each path in [`Targets::paths`], in key order.
+    paths: Vec<usize>,
+    /// Keys → policies.
+    index: Index,
+    beginnings: Beginnings,
+}
+
+/// Per path of a set but the last: the beginnings of its keys up to that
+/// path.
+type Beginnings = Vec<FxHashSet<String>>;
 
 #[derive(Debug)]
 struct Group {
@@ -65,7 +82,7 @@ impl Targets {
     pub fn new(policies: &PolicySet) -> Self {
         let mut everywhere = Vec::new();
         let mut index: BTreeMap<Vec<String>, Index> = BTreeMap::new();
-        let mut tuples: BTreeMap<Vec<Vec<String>>, Index> = BTreeMap::new();
+        let mut tuples: BTreeMap<Vec<Vec<String>>, (Index, Beginnings)> = BTreeMap::new();
         let mut groups: BTreeMap<Vec<String>, Vec<(PolicyId, Condition)>> = BTreeMap::new();
         for (id, policy) in policies.policies.iter().enumerate() {
             let condition = &policy.target.condition;
@@ -82,16 +99,24 @@ impl Targets {
                     .or_default()
                     .push(id);
             }
-            for pairs in split.conjunctions {
+            for mut pairs in split.conjunctions {
+                // Stable: the other paths keep their order.
+                pairs.sort_by_key(|(path, _)| {
+                    path.first().is_some_and(|first| first == "properties")
+                });
                 let (paths, texts): (Vec<Vec<String>>, Vec<String>) = pairs.into_iter().unzip();
+                let (index, beginnings) = tuples.entry(paths).or_insert_with(|| {
+                    let beginnings = texts.len().saturating_sub(1);
+                    (Index::default(), vec![FxHashSet::default(); beginnings])
+                });
                 let mut key = String::new();
-                tuple_key(&mut key, texts.iter().map(String::as_str));
-                tuples
-                    .entry(paths)
-                    .or_default()
-                    .entry(key)
-                    .or_default()
-                    .push(id);
+                for (at, text) in texts.iter().enumerate() {
+                    tuple_key(&mut key, std::iter::once(text.as_str()));
+                    if let Some(beginnings) = beginnings.get_mut(at) {
+                        beginnings.insert(key.clone());
+                    }
+                }
+                index.entry(key).or_default().push(id);
             }
             if let Some(rest) = split.rest {
                 groups.entry(rest.paths()).or_default().push((id, rest));
@@ -122,7 +147,11 @@ impl Targets {
             .collect();
         let tuples = tuples
             .into_iter()
-            .map(|(set, values)| (set.into_iter().map(&mut place).collect(), values))
+            .map(|(set, (index, beginnings))| Tuples {
+                paths: set.into_iter().map(&mut place).collect(),
+                index,
+                beginnings,
+            })
             .collect();
         let groups = groups
             .into_iter()
@@ -159,15 +188,27 @@ impl Targets {
                 matched.extend_from_slice(ids);
             }
         }
-        for (paths, values) in &self.tuples {
-            let strings: Option<Vec<Cow<'_, str>>> =
-                paths.iter().map(|&path| texts.string(path)).collect();
-            if let Some(strings) = strings {
-                memo.key.clear();
-                tuple_key(&mut memo.key, strings.iter().map(AsRef::as_ref));
-                if let Some(ids) = values.get(memo.key.as_str()) {
-                    matched.extend_from_slice(ids);
+        for tuples in &self.tuples {
+            memo.key.clear();
+            let mut read = 0;
+            for &path in &tuples.paths {
+                let Some(text) = texts.string(path) else {
+                    break;
+                };
+                tuple_key(&mut memo.key, std::iter::once(text.as_ref()));
+                read += 1;
+                if tuples
+                    .beginnings
+                    .get(read - 1)
+                    .is_some_and(|known| !known.contains(memo.key.as_str()))
+                {
+                    break;
                 }
+            }
+            if read == tuples.paths.len()
+                && let Some(ids) = tuples.index.get(memo.key.as_str())
+            {
+                matched.extend_from_slice(ids);
             }
         }
         memo.answers.resize_with(self.groups.len(), Memo::default);
@@ -282,8 +323,8 @@ fn inputs_of(paths: &[Vec<String>], texts: &[Option<Cow<'_, str>>]) -> Value {
 /// sequences of texts write the same key.
 fn tuple_key<'t>(key: &mut String, texts: impl Iterator<Item = &'t str>) {
     for text in texts {
-        key.push_str(&text.len().to_string());
-        key.push(':');
+        // Writing into a String cannot fail.
+        let _ = write!(key, "{}:", text.len());
         key.push_str(text);
     }
 }
