@@ -668,16 +668,15 @@ impl Planner<'_> {
                 memo.remember_as_configured(c.desired.id, tag.as_deref(), &shape);
             }
         }
+        memo.key = key;
         let desired = live.get(..properties.len()).unwrap_or_default();
         let outcome = self.outcome(
             twin,
             configured,
             &shape,
             (properties, desired, &live_texts),
-            &mut key,
             memo,
         );
-        memo.key = key;
         memo.live = live;
         Some(outcome)
     }
@@ -712,16 +711,7 @@ impl Planner<'_> {
         let mut live = std::mem::take(&mut memo.live);
         live.clear();
         live.resize(properties.len(), as_configured(desired.id));
-        let mut key = std::mem::take(&mut memo.key);
-        let outcome = self.outcome(
-            twin,
-            configured,
-            &shape,
-            (properties, &live, &texts),
-            &mut key,
-            memo,
-        );
-        memo.key = key;
+        let outcome = self.outcome(twin, configured, &shape, (properties, &live, &texts), memo);
         memo.live = live;
         Some(outcome)
     }
@@ -734,7 +724,6 @@ impl Planner<'_> {
         configured: Option<(usize, &Configuration)>,
         shape: &Shape,
         (properties, desired, desired_texts): (&[String], &[usize], &LiveTexts<'_>),
-        key: &mut Vec<usize>,
         memo: &mut Memo,
     ) -> Outcome {
         let id = || TwinId {
@@ -744,7 +733,15 @@ impl Planner<'_> {
         match shape {
             Shape::Unchanged => {
                 let class = (!properties.is_empty()).then(|| {
-                    Self::convergence(twin, (properties, desired, desired_texts), key, memo)
+                    let mut key = std::mem::take(&mut memo.key);
+                    let class = Self::convergence(
+                        twin,
+                        (properties, desired, desired_texts),
+                        &mut key,
+                        memo,
+                    );
+                    memo.key = key;
+                    class
                 });
                 // Only a lagging twin is named in the plan.
                 let named = class.is_some_and(|class| class != Convergence::Converged);
