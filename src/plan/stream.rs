@@ -640,6 +640,41 @@ mod tests {
         }
     }
 
+    /// What a memo keeps from one twin never changes another's plan:
+    /// planning the fleet at once, with twins that share values and tags
+    /// and others that drifted or lag behind them, gives what planning
+    /// each device on its own gives.
+    #[test]
+    fn memos_never_change_a_twins_plan() {
+        let live = live(&policies(0, false));
+        for version in [0, 1] {
+            let (sources, schemas, policies) = project(&policies(version, false));
+            let context = context(&policies, &schemas);
+            let plan = |fleet: &Fleet| {
+                let desired = compile::fleet(&policies, &schemas, fleet, &mut Diagnostics::new());
+                planning::diff(&desired, fleet, &policies, &schemas, &sources, &context)
+            };
+            let whole = plan(&live);
+            let mut alone = planning::Plan::empty(whole.origin.clone());
+            for device in &live.devices {
+                let one = plan(&Fleet {
+                    devices: vec![device.clone()],
+                });
+                alone.changes.extend(one.changes);
+                alone.missing_modules.extend(one.missing_modules);
+                alone.unchanged += one.unchanged;
+                for (class, twins) in one.lagging {
+                    alone.lagging.entry(class).or_default().extend(twins);
+                }
+            }
+            assert!(
+                whole.unchanged > 0 && !whole.changes.is_empty(),
+                "{version}"
+            );
+            assert_eq!(whole, alone, "version {version}");
+        }
+    }
+
     /// Devices whose policies differ but compile to the same value share
     /// that value and the plan worked out for it, yet each twin's changes
     /// name the policy that sets the value for it, read whole or streamed.
