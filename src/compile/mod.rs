@@ -453,6 +453,7 @@ fn configure(
     ids: &[PolicyId],
 ) -> Compiled {
     let (result, conflicts) = merge::layer(policies, ids);
+    // Leaves come in pointer order, so a property's leaves are together.
     let mut properties: Vec<String> = Vec::new();
     for pointer in result.keys() {
         if let Some(name) = crate::load::pointer_keys(pointer).next()
@@ -532,6 +533,8 @@ fn by_pointer<'l>(
     all
 }
 
+/// What the schemas governing `desired`, their rules and IoT Hub's limits
+/// find wrong with it.
 fn check(
     schemas: &SchemaSet,
     module: Option<&str>,
