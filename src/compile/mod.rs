@@ -477,15 +477,15 @@ fn configure(
         }
     }
     unset.sort_unstable_by(|a, b| a.leaf.pointer.cmp(&b.leaf.pointer));
-    let values = by_pointer(
+    let values = shared::by_pointer(
         result
             .iter()
-            .map(|(pointer, entry)| (pointer.as_str(), &entry.value))
-            .collect(),
+            .map(|(pointer, entry)| (pointer.as_str(), &entry.value)),
         unset
             .iter()
             .map(|default| (default.leaf.pointer.as_str(), &default.leaf.value))
             .collect(),
+        shared::leaf_pointer,
     );
     let key = shared::value_key(module, values.iter().copied());
     let value = if let Some(known) = pool.value(&key) {
@@ -510,27 +510,6 @@ fn configure(
         conflicts,
         create_modules,
     }
-}
-
-/// The leaves `set` and `defaults`, each in pointer order, as one list in
-/// pointer order.
-fn by_pointer<'l>(
-    set: Vec<(&'l str, &'l Value)>,
-    defaults: Vec<(&'l str, &'l Value)>,
-) -> Vec<(&'l str, &'l Value)> {
-    if defaults.is_empty() {
-        return set;
-    }
-    let mut all = Vec::with_capacity(set.len() + defaults.len());
-    let mut defaults = defaults.into_iter().peekable();
-    for leaf in set {
-        while let Some(default) = defaults.next_if(|default| default.0 < leaf.0) {
-            all.push(default);
-        }
-        all.push(leaf);
-    }
-    all.extend(defaults);
-    all
 }
 
 /// What the schemas governing `desired`, their rules and IoT Hub's limits

@@ -224,28 +224,23 @@ impl Pool {
             Some(known) => Pooled::Shared(Arc::clone(known)),
             None => Pooled::New(overrode),
         };
-        // A default overrides nothing.
-        let default = |default: &&DefaultLeaf| {
-            (
-                Pooled::Shared(Arc::clone(&default.setter)),
-                overrides(Vec::new()),
-            )
-        };
-        let mut pooled = Vec::with_capacity(set.size_hint().0 + defaults.len());
-        let mut defaults = defaults.iter().peekable();
-        for (pointer, origin) in set {
-            while let Some(before) = defaults.next_if(|next| next.leaf.pointer < pointer) {
-                pooled.push(default(before));
-            }
+        let set = set.map(|(pointer, origin)| {
             let leaf = (pointer, origin.setter);
             let leaf = match self.setters.get(&leaf) {
                 Some(known) => Pooled::Shared(Arc::clone(known)),
                 None => Pooled::New(leaf),
             };
-            pooled.push((leaf, overrides(origin.overrode)));
-        }
-        pooled.extend(defaults.map(default));
-        pooled
+            (leaf, overrides(origin.overrode))
+        });
+        // A default overrides nothing.
+        let defaults = defaults
+            .iter()
+            .map(|default| {
+                let leaf = Pooled::Shared(Arc::clone(&default.setter));
+                (leaf, overrides(Vec::new()))
+            })
+            .collect();
+        by_pointer(set, defaults, pooled_pointer)
     }
 
     /// The provenance of pooled `leaves`, adding the parts it did not hold
@@ -280,6 +275,38 @@ pub(super) type PooledLeaf = (
     Pooled<(String, Setter), (String, Setter)>,
     Pooled<[PolicyId], Vec<PolicyId>>,
 );
+
+/// The pointer of a pooled leaf.
+fn pooled_pointer(leaf: &PooledLeaf) -> &str {
+    match &leaf.0 {
+        Pooled::Shared(known) => &known.0,
+        Pooled::New(own) => &own.0,
+    }
+}
+
+/// `first` and `second`, each in pointer order (`pointer` reads an item's),
+/// as one list in pointer order.
+pub(super) fn by_pointer<T>(
+    first: impl Iterator<Item = T>,
+    second: Vec<T>,
+    pointer: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    let mut all = Vec::with_capacity(first.size_hint().0 + second.len());
+    let mut second = second.into_iter().peekable();
+    for item in first {
+        while let Some(before) = second.next_if(|next| pointer(next) < pointer(&item)) {
+            all.push(before);
+        }
+        all.push(item);
+    }
+    all.extend(second);
+    all
+}
+
+/// The pointer of a leaf and its value.
+pub(super) fn leaf_pointer<'a>(leaf: &'a (&str, &Value)) -> &'a str {
+    leaf.0
+}
 
 /// The copy of `part` in `set`, added if it is not there (another
 /// configuration of the same batch may have added it since it was pooled).
