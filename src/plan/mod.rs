@@ -993,16 +993,21 @@ impl Planner<'_> {
             return Outcome::Missing(id);
         }
         let desired = &configured.desired;
-        let managed = memo.managed(desired);
-        let patch = Arc::clone(memo.create_patches.entry(desired.id).or_insert_with(|| {
-            let value = desired.value();
+        let patch = if let Some(known) = memo.create_patches.get(&desired.id) {
+            Arc::clone(known)
+        } else {
             let ownership = Ownership {
-                managed: BTreeMap::clone(&managed),
+                managed: BTreeMap::clone(&memo.managed(desired)),
                 policy_set: Some(self.context.origin.policy_set.clone()),
                 commit: self.context.origin.commit.clone(),
             };
-            Arc::new(Patch::new(&assemble(value, Some(ownership.to_tag()))))
-        }));
+            let patch = Arc::new(Patch::new(&assemble(
+                desired.value(),
+                Some(ownership.to_tag()),
+            )));
+            memo.create_patches.insert(desired.id, Arc::clone(&patch));
+            patch
+        };
         let changes = memo
             .creates
             .entry(configuration)
